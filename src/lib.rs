@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod diagnostics;
+mod error;
+mod signature;
+
+pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
+pub use error::Error;
+pub use signature::{
+    MIN_SECRET_LEN, SIGNATURE_HEADER, Secret, Signature, Verified, Verifier, sign, verify_signature,
+};
