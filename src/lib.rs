@@ -15,7 +15,7 @@ mod error;
 mod signature;
 
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
-pub use error::Error;
+pub use error::{Error, ParseError};
 pub use signature::{
     MIN_SECRET_LEN, SIGNATURE_HEADER, Secret, Signature, Verified, Verifier, sign, verify_signature,
 };
