@@ -12,10 +12,12 @@
 
 mod diagnostics;
 mod error;
+mod object_type;
 mod signature;
 
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 pub use error::{Error, ParseError};
+pub use object_type::ObjectType;
 pub use signature::{
     MIN_SECRET_LEN, SIGNATURE_HEADER, Secret, Signature, Verified, Verifier, sign, verify_signature,
 };
