@@ -103,8 +103,6 @@ pub struct ParseError {
     reason: String,
 }
 
-// The event and record parsers are the callers; until they land only the tests use these.
-#[allow(dead_code)]
 impl ParseError {
     /// A parse error of `what` at the JSON `path` (empty for the document itself), for the
     /// serde_json error `err`, whose message is reduced to what it says about the expected type.
@@ -170,13 +168,10 @@ impl ParseError {
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.path.is_empty() {
-            write!(f, "invalid {}: {}", self.what, self.reason)
+            write!(f, "{} is invalid: {}", self.what, self.reason)
         } else {
-            write!(
-                f,
-                "invalid {} at `{}`: {}",
-                self.what, self.path, self.reason
-            )
+            let Self { what, path, reason } = self;
+            write!(f, "{what} is invalid at `{path}`: {reason}")
         }
     }
 }
@@ -184,7 +179,6 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Joins two JSON paths written in the `a.b[0].c` style.
-#[allow(dead_code)]
 pub(crate) fn join_path(base: &str, rest: &str) -> String {
     match (base.is_empty(), rest.is_empty()) {
         (_, true) => base.to_owned(),
@@ -199,7 +193,6 @@ pub(crate) fn join_path(base: &str, rest: &str) -> String {
 /// serde's data errors embed the offending value (`invalid type: string "…", expected …`);
 /// only the kind of value and the expectation are kept. Syntax errors keep serde_json's
 /// category and position, which quote nothing.
-#[allow(dead_code)]
 fn describe(err: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let message = err.to_string();
@@ -220,7 +213,6 @@ fn describe(err: &serde_json::Error) -> String {
     }
 }
 
-#[allow(dead_code)]
 fn describe_data(text: &str) -> String {
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = text.strip_prefix(prefix) {
@@ -267,6 +259,9 @@ fn describe_data(text: &str) -> String {
             };
         }
     }
+    if crate::event::IndexError::MESSAGES.contains(&text) {
+        return text.to_owned();
+    }
     for keep in ["missing field `", "duplicate field `", "invalid length "] {
         if text.starts_with(keep) {
             return text.to_owned();
@@ -285,7 +280,6 @@ fn describe_data(text: &str) -> String {
 }
 
 /// Removes anything between double quotes, which in serde messages is input text.
-#[allow(dead_code)]
 fn strip_quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut quoted = false;
@@ -330,15 +324,14 @@ mod tests {
     #[test]
     fn missing_fields_are_named() {
         #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
         struct Needs {
-            name: String,
+            _name: String,
         }
         let err = error_for::<Needs>("{}");
-        assert_eq!(err.reason(), "missing field `name`");
+        assert_eq!(err.reason(), "missing field `_name`");
         assert_eq!(
             err.to_string(),
-            "invalid a test at `data`: missing field `name`"
+            "a test is invalid at `data`: missing field `_name`"
         );
     }
 

@@ -12,11 +12,17 @@
 
 mod diagnostics;
 mod error;
+mod event;
 mod object_type;
 mod signature;
+mod wire_enum;
 
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 pub use error::{Error, ParseError};
+pub use event::{
+    Change, CommonFields, DataNew, DataUpdate, Diff, EventType, Field, Job, JsonObject, Meta,
+    RawJson, SyncComplete, UnknownEvent, Vendor, WebhookEvent, WriteOperationFailure, WriteStatus,
+};
 pub use object_type::ObjectType;
 pub use signature::{
     MIN_SECRET_LEN, SIGNATURE_HEADER, Secret, Signature, Verified, Verifier, sign, verify_signature,
