@@ -5,7 +5,7 @@
 /// Signature failures are deliberately terse: they never carry the expected MAC, the body, or
 /// which byte differed. For an operator-facing explanation of a failed verification, see
 /// [`diagnose`](crate::diagnose).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The request has no `propexo-signature` header.

@@ -11,6 +11,7 @@
 )]
 
 mod diagnostics;
+mod dispatch;
 mod error;
 mod event;
 mod object_type;
@@ -18,6 +19,13 @@ mod signature;
 mod wire_enum;
 
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use dispatch::MemoryIdempotencyStore;
+pub use dispatch::{
+    BoxError, BoxFuture, Claim, Delivery, DeliveryKey, Dispatcher, Handler, HandlerError,
+    HandlerErrors, IdempotencyStore, IsAsync, IsSync, Malformed, MalformedDelivery, Outcome,
+    VerifiedBody,
+};
 pub use error::{Error, ParseError};
 pub use event::{
     Change, CommonFields, DataNew, DataUpdate, Diff, EventType, Field, Job, JsonObject, Meta,
