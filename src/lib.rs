@@ -10,14 +10,27 @@
     )
 )]
 
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+mod adapters;
 mod diagnostics;
 mod dispatch;
 mod error;
 mod event;
 mod object_type;
 mod signature;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
 mod wire_enum;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use adapters::axum;
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix-web"))))]
+pub use adapters::{
+    DEFAULT_BODY_LIMIT, Queue, QueueConfig, QueueError, QueueJournal, Receiver, WebhookRejection,
+};
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use dispatch::MemoryIdempotencyStore;

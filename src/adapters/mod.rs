@@ -1,0 +1,377 @@
+//! What the axum and actix-web adapters share: the receiver, its checks, and its answers.
+
+#[cfg(feature = "axum")]
+pub mod axum;
+mod log;
+mod queue;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+
+pub use queue::{Queue, QueueConfig, QueueError, QueueJournal};
+
+use crate::{Dispatcher, Error, Outcome, Signature, VerifiedBody, Verifier};
+
+/// The default largest body a receiver reads: 8 MiB, well above Propexo's largest records (and
+/// above the 2 MB of axum's and the 256 kB of actix-web's own defaults, which would reject
+/// large payloads).
+pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// A complete Propexo webhook endpoint: checks, verification, then dispatch (or the queue).
+///
+/// Mount it with `propexo_webhooks::axum::route` (feature `axum`) or
+/// `propexo_webhooks::actix::service` (feature `actix-web`). It answers according to one
+/// status table:
+///
+/// | request | status |
+/// |---|---|
+/// | handled (or a duplicate) | 200 OK |
+/// | accepted into the queue (queue mode) | 202 Accepted |
+/// | missing or malformed `propexo-signature` header | 400 Bad Request |
+/// | signature does not match | 401 Unauthorized |
+/// | body over the limit | 413 Payload Too Large |
+/// | content type other than JSON (a missing one is accepted) | 415 Unsupported Media Type |
+/// | verified, but not a valid event | as `on_malformed` decides: 200 if it stored the body, 500 if it failed, 422 without it |
+/// | a handler failed or panicked | 500 Internal Server Error |
+/// | another copy of the delivery is being handled | 409 Conflict |
+/// | queue full or shutting down, idempotency store unreachable | 503 Service Unavailable, with `Retry-After` |
+///
+/// Error bodies are one short generic line; details go to `tracing` (feature `tracing`), and
+/// never include the secret or the body.
+#[derive(Clone)]
+pub struct Receiver {
+    verifier: Verifier,
+    mode: Mode,
+    body_limit: usize,
+    diagnose: bool,
+}
+
+#[derive(Clone)]
+enum Mode {
+    Direct(Arc<Dispatcher>),
+    Queued(Queue),
+}
+
+impl Receiver {
+    /// A receiver that runs `dispatcher`'s handlers before answering.
+    pub fn new(verifier: Verifier, dispatcher: Dispatcher) -> Self {
+        Self {
+            verifier,
+            mode: Mode::Direct(Arc::new(dispatcher)),
+            body_limit: DEFAULT_BODY_LIMIT,
+            diagnose: false,
+        }
+    }
+
+    /// A receiver that answers `202 Accepted` as soon as a verified delivery is in `queue`, whose
+    /// workers run the handlers afterwards. See [`Queue`] for what this trades away.
+    pub fn queued(verifier: Verifier, queue: Queue) -> Self {
+        Self {
+            verifier,
+            mode: Mode::Queued(queue),
+            body_limit: DEFAULT_BODY_LIMIT,
+            diagnose: false,
+        }
+    }
+
+    /// The largest body read, in bytes (default [`DEFAULT_BODY_LIMIT`]); larger ones get 413.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Logs, for each signature mismatch, the likely cause found by
+    /// [`Verifier::diagnose`] (feature `tracing`). Off by default: it costs a few extra HMACs
+    /// of the body per rejected request.
+    #[must_use]
+    pub fn log_diagnosis(mut self, enabled: bool) -> Self {
+        self.diagnose = enabled;
+        self
+    }
+
+    /// The configured body limit.
+    pub fn limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// Checks what can be checked before reading the body.
+    pub(crate) fn check_head(&self, headers: &HeaderMap) -> Result<Signature, WebhookRejection> {
+        check_head(headers, self.body_limit)
+    }
+
+    /// Verifies the body and runs the dispatcher (or queues the delivery).
+    pub(crate) async fn receive(
+        &self,
+        headers: HeaderMap,
+        body: Bytes,
+        signature: &Signature,
+    ) -> Reply {
+        let verified = match self.verifier.verify_parsed(&body, signature) {
+            Ok(verified) => verified,
+            Err(error) => {
+                if self.diagnose {
+                    let signature = signature.to_string();
+                    log::warn(format_args!(
+                        "propexo webhook: signature mismatch; likely cause: {}",
+                        self.verifier.diagnose(&body, &signature)
+                    ));
+                }
+                return Reply::Rejected(WebhookRejection::Signature(error));
+            }
+        };
+        let delivery = VerifiedBody::new(body, verified).with_headers(headers);
+        match &self.mode {
+            Mode::Direct(dispatcher) => Reply::Outcome(dispatcher.dispatch(delivery).await),
+            Mode::Queued(queue) => match queue.enqueue(delivery).await {
+                Ok(()) => Reply::Queued,
+                Err(error) => Reply::Rejected(WebhookRejection::Queue(error)),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("verifier", &self.verifier)
+            .field(
+                "mode",
+                &match self.mode {
+                    Mode::Direct(_) => "direct",
+                    Mode::Queued(_) => "queued",
+                },
+            )
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks what can be checked before reading the body: content type, declared length and the
+/// signature header.
+pub(crate) fn check_head(headers: &HeaderMap, limit: usize) -> Result<Signature, WebhookRejection> {
+    check_content_type(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(WebhookRejection::PayloadTooLarge);
+    }
+    Signature::from_headers(headers).map_err(WebhookRejection::Signature)
+}
+
+/// Accepts a missing content type, `application/json` (any parameters) and `*/*+json`.
+fn check_content_type(headers: &HeaderMap) -> Result<(), WebhookRejection> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json = essence == "application/json"
+        || essence
+            .split_once('/')
+            .is_some_and(|(_, subtype)| subtype.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(WebhookRejection::UnsupportedMediaType)
+    }
+}
+
+/// What a receiver answers, before it is turned into a framework's response.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Outcome(Outcome),
+    Queued,
+    Rejected(WebhookRejection),
+}
+
+impl Reply {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::Outcome(outcome) => outcome.status(),
+            Self::Queued => StatusCode::ACCEPTED,
+            Self::Rejected(rejection) => rejection.status(),
+        }
+    }
+
+    /// One short, generic line: no secret, no body, no parse detail.
+    pub(crate) fn message(&self) -> &'static str {
+        match self {
+            Self::Outcome(outcome) => match outcome.status() {
+                StatusCode::OK => "ok",
+                StatusCode::UNPROCESSABLE_ENTITY => "unprocessable webhook body",
+                StatusCode::CONFLICT => "delivery already in progress, retry later",
+                StatusCode::SERVICE_UNAVAILABLE => "temporarily unavailable, retry later",
+                _ => "webhook handler failed",
+            },
+            Self::Queued => "accepted",
+            Self::Rejected(rejection) => rejection.message(),
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, on 503 answers.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        (self.status() == StatusCode::SERVICE_UNAVAILABLE).then(|| match self {
+            Self::Rejected(WebhookRejection::Queue(error)) => error.retry_after().as_secs(),
+            _ => RETRY_AFTER.as_secs(),
+        })
+    }
+
+    /// Logs what happened, without secret or body.
+    pub(crate) fn log(&self) {
+        match self {
+            Self::Outcome(Outcome::Handled { .. } | Outcome::Duplicate) | Self::Queued => {}
+            Self::Outcome(outcome) => log::warn(format_args!(
+                "propexo webhook: answered {}: {}",
+                outcome.status(),
+                OutcomeDetail(outcome)
+            )),
+            Self::Rejected(rejection) => log::warn(format_args!(
+                "propexo webhook: rejected with {}: {rejection}",
+                rejection.status()
+            )),
+        }
+    }
+}
+
+/// `Retry-After` for answers that are not about the queue.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+struct OutcomeDetail<'a>(&'a Outcome);
+
+impl fmt::Display for OutcomeDetail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Outcome::Failed(errors) => write!(f, "{errors}"),
+            Outcome::Malformed(malformed) => match malformed.handler_error() {
+                Some(failure) => write!(f, "{}; {failure}", malformed.error()),
+                None => write!(f, "{}", malformed.error()),
+            },
+            Outcome::StoreUnavailable(error) => write!(f, "idempotency store: {error}"),
+            Outcome::InProgress => f.write_str("another copy of this delivery is in progress"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// Why a receiver or extractor refused a request, before any handler ran.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WebhookRejection {
+    /// The content type is set and is not JSON: 415.
+    UnsupportedMediaType,
+    /// The body is over the receiver's limit: 413.
+    PayloadTooLarge,
+    /// The body could not be read (the connection failed, the framing was wrong): 400.
+    UnreadableBody,
+    /// The signature header is missing or malformed (400), or does not match (401).
+    Signature(Error),
+    /// The body is verified but is not a valid event (extractors only; the receiver hands it
+    /// to the dispatcher's `on_malformed`): 422.
+    Malformed(Error),
+    /// The queue is full or shutting down: 503.
+    Queue(QueueError),
+}
+
+impl WebhookRejection {
+    /// The HTTP status this rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::Signature(Error::SignatureMismatch) => StatusCode::UNAUTHORIZED,
+            Self::Signature(_) => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The short, generic line sent as the response body.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType => "unsupported content type: expected application/json",
+            Self::PayloadTooLarge => "payload too large",
+            Self::UnreadableBody => "unreadable request body",
+            Self::Signature(Error::SignatureMismatch) => "invalid signature",
+            Self::Signature(_) => "missing or malformed propexo-signature header",
+            Self::Malformed(_) => "unprocessable webhook body",
+            Self::Queue(_) => "temporarily unavailable, retry later",
+        }
+    }
+}
+
+impl fmt::Display for WebhookRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signature(error) | Self::Malformed(error) => write!(f, "{error}"),
+            Self::Queue(error) => write!(f, "{error}"),
+            other => f.write_str(other.message()),
+        }
+    }
+}
+
+impl std::error::Error for WebhookRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Signature(error) | Self::Malformed(error) => Some(error),
+            Self::Queue(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_content_type(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn json_content_types_are_accepted() {
+        for value in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.propexo+json",
+        ] {
+            assert!(
+                check_content_type(&with_content_type(value)).is_ok(),
+                "{value}"
+            );
+        }
+        assert!(check_content_type(&HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn other_content_types_are_refused() {
+        for value in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    check_content_type(&with_content_type(value)),
+                    Err(WebhookRejection::UnsupportedMediaType)
+                ),
+                "{value}"
+            );
+        }
+    }
+}
