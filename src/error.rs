@@ -141,7 +141,12 @@ impl ParseError {
         let mut de = serde_json::Deserializer::from_str(json);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let inner = err.path().to_string();
-            let inner = if inner == "." { "" } else { inner.as_str() };
+            // serde_path_to_error writes "." for the root and "?" where it has no path.
+            let inner = if inner == "." || inner == "?" {
+                ""
+            } else {
+                inner.as_str()
+            };
             Self::new(what(), join_path(base, inner), err.inner())
         })?;
         de.end().map_err(|err| Self::new(what(), base, &err))?;
