@@ -8,7 +8,9 @@
 //! `POST /webhooks/propexo` on 127.0.0.1:3000 (or `BIND`, or `PORT`). Handlers: lease status
 //! changes, new records, sync reports, job and write failures, unknown triggers; a malformed
 //! body is stored under `MALFORMED_DIR` (default: a `propexo-malformed` folder in the temp
-//! directory) instead of being lost. Re-sent deliveries run once. Ctrl-C stops it gracefully.
+//! directory) instead of being lost. Re-sent deliveries run once within
+//! `IDEMPOTENCY_TTL_MS` (default: 3 hours; the load benchmark sets 0 so that its repeated
+//! body is handled in full every time). Ctrl-C stops it gracefully.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -82,8 +84,15 @@ struct Counts {
 
 fn dispatcher(counts: Arc<Counts>) -> Dispatcher {
     let (new, updates, other) = (counts.clone(), counts.clone(), counts);
+    let mut store = MemoryIdempotencyStore::new();
+    if let Some(ttl) = std::env::var("IDEMPOTENCY_TTL_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        store = store.ttl(std::time::Duration::from_millis(ttl));
+    }
     Dispatcher::new()
-        .idempotency(MemoryIdempotencyStore::new())
+        .idempotency(store)
         .on_object(ObjectType::Leases, EventType::DataUpdate, on_lease_update)
         .on(EventType::DataUpdate, move |_: Delivery| {
             updates.updates.fetch_add(1, Ordering::Relaxed);
