@@ -23,6 +23,9 @@ mod signature;
 pub mod testkit;
 mod wire_enum;
 
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub use adapters::actix;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use adapters::axum;

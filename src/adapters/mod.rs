@@ -1,5 +1,7 @@
 //! What the axum and actix-web adapters share: the receiver, its checks, and its answers.
 
+#[cfg(feature = "actix-web")]
+pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod log;
