@@ -179,6 +179,38 @@ async fn the_default_limit_takes_propexo_sized_payloads() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test]
+async fn a_body_that_is_not_as_long_as_its_content_length_is_400() {
+    // In process nothing frames the body by its Content-Length, as a server would: a
+    // correctly signed body whose declared length lies must not reach a handler.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let receiver = app(Receiver::new(verifier(), counting(&calls)));
+    let handled = calls.clone();
+    let extractor = Router::new()
+        .route(
+            PATH,
+            post(move |_: Webhook| async move {
+                handled.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .with_state(verifier());
+    for declared in [JOB_FAILURE.len() - 1, JOB_FAILURE.len() + 1] {
+        for app in [&receiver, &extractor] {
+            let mut request = signed(JOB_FAILURE);
+            request
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
+            assert_rejected(app, &calls, request, StatusCode::BAD_REQUEST).await;
+        }
+    }
+    let mut request = signed(JOB_FAILURE);
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(JOB_FAILURE.len()));
+    assert_eq!(send(&receiver, request).await.status, StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 /// A body in 512-byte chunks, with no length known in advance.
 struct Chunked(std::collections::VecDeque<Bytes>);
 

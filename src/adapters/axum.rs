@@ -29,7 +29,7 @@ use ::axum::routing::{MethodRouter, post};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
-use super::{DEFAULT_BODY_LIMIT, Receiver, Reply, WebhookRejection, check_head};
+use super::{DEFAULT_BODY_LIMIT, Receiver, Reply, WebhookRejection, check_head, check_length};
 use crate::{VerifiedBody, Verifier, WebhookEvent};
 
 /// The route of a complete receiver: `POST` only, answering per the [`Receiver`]'s status table.
@@ -132,6 +132,7 @@ where
         let (parts, body) = request.into_parts();
         let signature = check_head(&parts.headers, limit)?;
         let bytes = read_body(body, limit).await?;
+        check_length(&parts.headers, bytes.len())?;
         let verified = Verifier::from_ref(state)
             .verify_parsed(&bytes, &signature)
             .map_err(WebhookRejection::Signature)?;

@@ -113,6 +113,9 @@ impl Receiver {
         body: Bytes,
         signature: &Signature,
     ) -> Reply {
+        if let Err(rejection) = check_length(&headers, body.len()) {
+            return Reply::Rejected(rejection);
+        }
         let verified = match self.verifier.verify_parsed(&body, signature) {
             Ok(verified) => verified,
             Err(error) => {
@@ -165,6 +168,26 @@ pub(crate) fn check_head(headers: &HeaderMap, limit: usize) -> Result<Signature,
         return Err(WebhookRejection::PayloadTooLarge);
     }
     Signature::from_headers(headers).map_err(WebhookRejection::Signature)
+}
+
+/// Checks that the body read has the length its `Content-Length` declares. An HTTP server
+/// frames the body by that header, so over a socket the two always agree; a request handed over
+/// in process (a test harness, a custom transport) has no such guarantee, and a body that
+/// disagrees with its own framing is not the request that was sent. A `Content-Length` that is
+/// not a number is wrong framing too.
+pub(crate) fn check_length(headers: &HeaderMap, received: usize) -> Result<(), WebhookRejection> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(());
+    };
+    let declared = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared == Some(received as u64) {
+        Ok(())
+    } else {
+        Err(WebhookRejection::UnreadableBody)
+    }
 }
 
 /// Accepts a missing content type, `application/json` (any parameters) and `*/*+json`.
@@ -274,7 +297,8 @@ pub enum WebhookRejection {
     UnsupportedMediaType,
     /// The body is over the receiver's limit: 413.
     PayloadTooLarge,
-    /// The body could not be read (the connection failed, the framing was wrong): 400.
+    /// The body could not be read (the connection failed, the framing was wrong, or it is not
+    /// as long as its `Content-Length` says): 400.
     UnreadableBody,
     /// The signature header is missing or malformed (400), or does not match (401).
     Signature(Error),
@@ -357,6 +381,26 @@ mod tests {
             );
         }
         assert!(check_content_type(&HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn a_body_must_have_the_length_it_declares() {
+        let with_length = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_LENGTH, value.parse().unwrap());
+            headers
+        };
+        assert!(check_length(&HeaderMap::new(), 42).is_ok());
+        assert!(check_length(&with_length("42"), 42).is_ok());
+        for (declared, received) in [("41", 42), ("43", 42), ("0", 1), ("4x", 42), ("", 0)] {
+            assert!(
+                matches!(
+                    check_length(&with_length(declared), received),
+                    Err(WebhookRejection::UnreadableBody)
+                ),
+                "{declared} declared, {received} received"
+            );
+        }
     }
 
     #[test]
