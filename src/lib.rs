@@ -32,7 +32,8 @@ pub use adapters::axum;
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix-web"))))]
 pub use adapters::{
-    DEFAULT_BODY_LIMIT, Queue, QueueConfig, QueueError, QueueJournal, Receiver, WebhookRejection,
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, Queue, QueueConfig, QueueError, QueueJournal,
+    Receiver, WebhookRejection,
 };
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]

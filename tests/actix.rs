@@ -229,6 +229,20 @@ async fn a_signature_mismatch_is_401() {
 }
 
 #[actix_web::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let receiver =
+        Receiver::new(verifier(), counting(&calls)).body_timeout(Duration::from_millis(50));
+    let app = app(receiver).await;
+    let stalled: actix_http::BoxedPayloadStream = Box::pin(futures_util::stream::pending());
+    let (request, _) = head(&signed(JOB_FAILURE))
+        .to_request()
+        .replace_payload(actix_web::dev::Payload::from(stalled));
+    let answer = call(&app, request).await;
+    assert_rejected(&answer, &calls, StatusCode::REQUEST_TIMEOUT);
+}
+
+#[actix_web::test]
 async fn a_body_over_the_limit_is_413() {
     let calls = Arc::new(AtomicUsize::new(0));
     let app = app(Receiver::new(verifier(), counting(&calls)).body_limit(1024)).await;

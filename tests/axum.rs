@@ -239,6 +239,32 @@ impl axum::body::HttpBody for Chunked {
     }
 }
 
+/// A body that never finishes arriving.
+struct Stalled;
+
+impl axum::body::HttpBody for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let receiver =
+        Receiver::new(verifier(), counting(&calls)).body_timeout(Duration::from_millis(50));
+    let app = app(receiver);
+    let (parts, _) = signed(JOB_FAILURE).into_parts();
+    let stalled = Request::from_parts(parts, Body::new(Stalled));
+    assert_rejected(&app, &calls, stalled, StatusCode::REQUEST_TIMEOUT).await;
+}
+
 #[tokio::test]
 async fn a_content_type_other_than_json_is_415() {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -3,7 +3,8 @@
 //! [`cases`] builds one table of bad requests, independent of any web framework: each is an
 //! `http::Request<Bytes>`, how its body goes on the wire, and the exact status it must get. The
 //! runners below send the table through the axum adapter in process (`tower::ServiceExt::oneshot`)
-//! and over a real socket, and check every answer the same way ([`Harness::check`]): the exact
+//! and over a real socket, and through the actix-web adapter (`actix_web::test`, with the
+//! `actix-web` feature), and check every answer the same way ([`Harness::check`]): the exact
 //! status, no handler run (not a route, not the fallback, not `on_malformed`), and neither the
 //! secret nor the body in the answer. A runner for another framework is one more small function
 //! over the same table.
@@ -1171,4 +1172,96 @@ mod logs {
             }
         }
     }
+}
+
+// --- the same table through the actix-web adapter --------------------------------------------
+
+/// The case as an actix test request: its headers as they are (repeated ones too), its body as
+/// a fixed payload or, for a chunked case, as a stream with no length given in advance. A lying
+/// `Content-Length` is written after the payload, which would otherwise replace it.
+#[cfg(feature = "actix-web")]
+fn to_actix(case: &Case) -> actix_http::Request {
+    use actix_web::test::TestRequest;
+
+    let request = &case.request;
+    let method = actix_web::http::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
+    let mut test = TestRequest::default()
+        .method(method)
+        .uri(&request.uri().to_string());
+    if case.framing == Framing::Sized {
+        test = test.set_payload(request.body().clone());
+    }
+    for (name, value) in request.headers() {
+        let value = actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()).unwrap();
+        test = if name == header::CONTENT_LENGTH {
+            test.insert_header((name.as_str(), value))
+        } else {
+            test.append_header((name.as_str(), value))
+        };
+    }
+    let test = test.to_request();
+    if case.framing == Framing::Sized {
+        return test;
+    }
+    let chunks: Vec<Bytes> = request
+        .body()
+        .chunks(16 * 1024)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let stream = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(Ok::<_, actix_web::error::PayloadError>),
+    );
+    let payload: actix_http::BoxedPayloadStream = Box::pin(stream);
+    test.replace_payload(actix_web::dev::Payload::from(payload))
+        .0
+}
+
+#[cfg(feature = "actix-web")]
+#[actix_web::test]
+async fn every_case_gets_its_status_and_runs_no_handler_through_actix() {
+    use actix_web::test;
+
+    let harness = Harness::new();
+    for case in cases() {
+        let receiver = harness.receiver(!case.is_verified_but_malformed());
+        let app = test::init_service(
+            actix_web::App::new().configure(propexo_webhooks::actix::service(PATH, receiver)),
+        )
+        .await;
+        let response = test::call_service(&app, to_actix(&case)).await;
+        let mut headers = HeaderMap::new();
+        for (name, value) in response.headers() {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            );
+        }
+        let answer = Answer {
+            status: StatusCode::from_u16(response.status().as_u16()).unwrap(),
+            headers,
+            body: test::read_body(response).await,
+        };
+        harness.check(&case, &answer, "actix-web");
+    }
+}
+
+/// A client that announces more bytes than it sends is answered 408 once the receiver's body
+/// timeout passes, instead of holding its connection (and the receiver's memory) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_times_out_with_408() {
+    let harness = Harness::new();
+    let receiver = harness
+        .receiver(true)
+        .body_timeout(Duration::from_millis(200));
+    let address = serve(app(receiver)).await;
+    let liar = cases()
+        .into_iter()
+        .find(|case| case.name == "a Content-Length larger than the body")
+        .unwrap();
+    let mut waiting = Raw::connect(address).await;
+    waiting.write(&Raw::serialize(&liar.request)).await;
+    assert_eq!(waiting.receive().await, Response(408));
+    assert_eq!(harness.calls.take(), [0, 0, 0], "a handler ran");
 }

@@ -44,7 +44,7 @@ use ::actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{DEFAULT_BODY_LIMIT, Receiver, Reply, WebhookRejection, check_head, log};
+use super::{DEFAULT_BODY_LIMIT, Receiver, Reply, WebhookRejection, check_head, check_length, log};
 use crate::{SIGNATURE_HEADER, VerifiedBody, Verifier, WebhookEvent};
 
 /// The service of a complete receiver, for [`App::configure`](actix_web::App::configure):
@@ -106,7 +106,10 @@ async fn receive(
     let headers = to_http1(request.headers());
     let reply = match receiver.check_head(&headers) {
         Err(rejection) => Reply::Rejected(rejection),
-        Ok(signature) => match read_body(payload, receiver.limit()).await {
+        Ok(signature) => match receiver
+            .read_body(read_body(payload, receiver.limit()))
+            .await
+        {
             Err(rejection) => Reply::Rejected(rejection),
             Ok(bytes) => receiver.receive(headers, bytes, &signature).await,
         },
@@ -281,6 +284,7 @@ impl FromRequest for VerifiedBody {
             };
             let signature = check_head(&headers, limit)?;
             let bytes = read_body(payload, limit).await?;
+            check_length(&headers, bytes.len())?;
             let verified = verifier
                 .verify_parsed(&bytes, &signature)
                 .map_err(WebhookRejection::Signature)?;

@@ -56,7 +56,7 @@ async fn receive(receiver: &Receiver, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let reply = match receiver.check_head(&parts.headers) {
         Err(rejection) => Reply::Rejected(rejection),
-        Ok(signature) => match read_body(body, receiver.limit()).await {
+        Ok(signature) => match receiver.read_body(read_body(body, receiver.limit())).await {
             Err(rejection) => Reply::Rejected(rejection),
             Ok(bytes) => receiver.receive(parts.headers, bytes, &signature).await,
         },

@@ -23,6 +23,9 @@ use crate::{Dispatcher, Error, Outcome, Signature, VerifiedBody, Verifier};
 /// large payloads).
 pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
+/// The default time allowed for a request body to arrive: 30 seconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A complete Propexo webhook endpoint: checks, verification, then dispatch (or the queue).
 ///
 /// Mount it with `propexo_webhooks::axum::route` (feature `axum`) or
@@ -35,6 +38,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// | accepted into the queue (queue mode) | 202 Accepted |
 /// | missing or malformed `propexo-signature` header | 400 Bad Request |
 /// | signature does not match | 401 Unauthorized |
+/// | body not as long as its `Content-Length`, or unreadable | 400 Bad Request |
+/// | body not received within the body timeout | 408 Request Timeout |
 /// | body over the limit | 413 Payload Too Large |
 /// | content type other than JSON (a missing one is accepted) | 415 Unsupported Media Type |
 /// | verified, but not a valid event | as `on_malformed` decides: 200 if it stored the body, 500 if it failed, 422 without it |
@@ -49,6 +54,7 @@ pub struct Receiver {
     verifier: Verifier,
     mode: Mode,
     body_limit: usize,
+    body_timeout: Duration,
     diagnose: bool,
 }
 
@@ -65,6 +71,7 @@ impl Receiver {
             verifier,
             mode: Mode::Direct(Arc::new(dispatcher)),
             body_limit: DEFAULT_BODY_LIMIT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             diagnose: false,
         }
     }
@@ -76,6 +83,7 @@ impl Receiver {
             verifier,
             mode: Mode::Queued(queue),
             body_limit: DEFAULT_BODY_LIMIT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             diagnose: false,
         }
     }
@@ -84,6 +92,15 @@ impl Receiver {
     #[must_use]
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// How long reading the body may take (default [`DEFAULT_BODY_TIMEOUT`]); a body that has
+    /// not arrived by then gets 408, so a client that announces more bytes than it sends cannot
+    /// hold a connection and its memory indefinitely.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -99,6 +116,16 @@ impl Receiver {
     /// The configured body limit.
     pub fn limit(&self) -> usize {
         self.body_limit
+    }
+
+    /// Reads the body with `read`, within the body timeout.
+    pub(crate) async fn read_body(
+        &self,
+        read: impl Future<Output = Result<Bytes, WebhookRejection>>,
+    ) -> Result<Bytes, WebhookRejection> {
+        tokio::time::timeout(self.body_timeout, read)
+            .await
+            .unwrap_or(Err(WebhookRejection::BodyTimeout))
     }
 
     /// Checks what can be checked before reading the body.
@@ -297,6 +324,8 @@ pub enum WebhookRejection {
     UnsupportedMediaType,
     /// The body is over the receiver's limit: 413.
     PayloadTooLarge,
+    /// The body did not arrive within the receiver's body timeout: 408.
+    BodyTimeout,
     /// The body could not be read (the connection failed, the framing was wrong, or it is not
     /// as long as its `Content-Length` says): 400.
     UnreadableBody,
@@ -315,6 +344,7 @@ impl WebhookRejection {
         match self {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnreadableBody => StatusCode::BAD_REQUEST,
             Self::Signature(Error::SignatureMismatch) => StatusCode::UNAUTHORIZED,
             Self::Signature(_) => StatusCode::BAD_REQUEST,
@@ -328,6 +358,7 @@ impl WebhookRejection {
         match self {
             Self::UnsupportedMediaType => "unsupported content type: expected application/json",
             Self::PayloadTooLarge => "payload too large",
+            Self::BodyTimeout => "request body timed out",
             Self::UnreadableBody => "unreadable request body",
             Self::Signature(Error::SignatureMismatch) => "invalid signature",
             Self::Signature(_) => "missing or malformed propexo-signature header",

@@ -132,6 +132,7 @@ impl<'de> Deserialize<'de> for Diff {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         /// A side that is absent or `null` is an empty object.
         #[derive(Deserialize)]
+        #[serde(rename = "Diff")]
         struct Sides {
             #[serde(default)]
             new: Option<JsonObject>,
