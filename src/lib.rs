@@ -17,6 +17,7 @@ mod dispatch;
 mod error;
 mod event;
 mod object_type;
+pub mod records;
 mod signature;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -49,6 +50,7 @@ pub use event::{
     RawJson, SyncComplete, UnknownEvent, Vendor, WebhookEvent, WriteOperationFailure, WriteStatus,
 };
 pub use object_type::ObjectType;
+pub use records::{AnyRecord, Record};
 pub use signature::{
     MIN_SECRET_LEN, SIGNATURE_HEADER, Secret, Signature, Verified, Verifier, sign, verify_signature,
 };

@@ -138,6 +138,26 @@ impl ObjectType {
         !matches!(self, Self::Unknown(_))
     }
 
+    /// The name of the Rust type of this object type's records (in
+    /// [`records`](crate::records)), e.g. `"Lease"` for [`Leases`](ObjectType::Leases).
+    ///
+    /// `None` when Propexo's spec describes no record for this object type, and for
+    /// [`Unknown`](ObjectType::Unknown); [`AnyRecord::parse`](crate::AnyRecord::parse) then
+    /// returns `Ok(None)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use propexo_webhooks::ObjectType;
+    ///
+    /// assert_eq!(ObjectType::Leases.record_type_name(), Some("Lease"));
+    /// assert_eq!(ObjectType::ResidentsToLeases.record_type_name(), Some("ResidentToLease"));
+    /// assert_eq!(ObjectType::CrmAgents.record_type_name(), None);
+    /// ```
+    pub fn record_type_name(&self) -> Option<&'static str> {
+        self.known_record_type_name()
+    }
+
     /// The path of Propexo's REST endpoint that reads the record `id` of this object type,
     /// e.g. `/v1/leases/{id}`.
     ///

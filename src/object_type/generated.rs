@@ -4,49 +4,49 @@
 //! record types.
 
 define_object_type! {
-    /// Accounting entities (`accounting-entities`, model `accounting_entities`); one is read at `GET /v1/accounting-entities/{accounting_entity_id}`.
+    /// Accounting entities (`accounting-entities`, model `accounting_entities`); its records are [`AccountingEntity`](crate::records::AccountingEntity), read one at `GET /v1/accounting-entities/{accounting_entity_id}`.
     AccountingEntities,
-    /// Address types (`address-types`, model `address_types`); one is read at `GET /v1/address-types/{address_type_id}`.
+    /// Address types (`address-types`, model `address_types`); its records are [`AddressType`](crate::records::AddressType), read one at `GET /v1/address-types/{address_type_id}`.
     AddressTypes,
-    /// Amenities (`amenities`, model `amenities`); one is read at `GET /v1/amenities/{amenity_id}`.
+    /// Amenities (`amenities`, model `amenities`); its records are [`Amenity`](crate::records::Amenity), read one at `GET /v1/amenities/{amenity_id}`.
     Amenities,
     /// AP codes (`ap-codes`, model `ap_codes`).
     ApCodes,
     /// AP codes to construction job (`ap-codes-to-construction-job`, model `ap_codes_to_construction_job`).
     ApCodesToConstructionJob,
-    /// Applicant pets (`applicant-pets`, model `applicant_pets`).
+    /// Applicant pets (`applicant-pets`, model `applicant_pets`); its records are [`ApplicantPet`](crate::records::ApplicantPet).
     ApplicantPets,
-    /// Applicants (`applicants`, model `applicants`); one is read at `GET /v1/applicants/{id}`.
+    /// Applicants (`applicants`, model `applicants`); its records are [`Applicant`](crate::records::Applicant), read one at `GET /v1/applicants/{id}`.
     Applicants,
-    /// Applicants to applications (`applicants-to-applications`, model `applicants_to_applications`).
+    /// Applicants to applications (`applicants-to-applications`, model `applicants_to_applications`); its records are [`ApplicantToApplication`](crate::records::ApplicantToApplication).
     ApplicantsToApplications,
     /// Applicants to events (`applicants-to-events`, model `applicants_to_events`).
     ApplicantsToEvents,
     /// Applicants to rentable items (`applicants-to-rentable-items`, model `applicants_to_rentable_items`).
     ApplicantsToRentableItems,
-    /// Application statuses (`application-statuses`, model `application_statuses`); one is read at `GET /v1/application-statuses/{application_status_id}`.
+    /// Application statuses (`application-statuses`, model `application_statuses`); its records are [`ApplicationStatus`](crate::records::ApplicationStatus), read one at `GET /v1/application-statuses/{application_status_id}`.
     ApplicationStatuses,
-    /// Applications (`applications`, model `applications`); one is read at `GET /v1/applications/{id}`.
+    /// Applications (`applications`, model `applications`); its records are [`Application`](crate::records::Application), read one at `GET /v1/applications/{id}`.
     Applications,
-    /// Call logs (`call-logs`, model `call_logs`); one is read at `GET /v1/call-logs/{call_log_id}`.
+    /// Call logs (`call-logs`, model `call_logs`); its records are [`CallLog`](crate::records::CallLog), read one at `GET /v1/call-logs/{call_log_id}`.
     CallLogs,
     /// Charge code types (`charge-code-types`, model `charge_code_types`).
     ChargeCodeTypes,
     /// Charge code types to charge timings (`charge-code-types-to-charge-timings`, model `charge_code_types_to_charge_timings`).
     ChargeCodeTypesToChargeTimings,
-    /// Charge codes (`charge-codes`, model `charge_codes`); one is read at `GET /v1/charge-codes/{charge_code_id}`.
+    /// Charge codes (`charge-codes`, model `charge_codes`); its records are [`ChargeCode`](crate::records::ChargeCode), read one at `GET /v1/charge-codes/{charge_code_id}`.
     ChargeCodes,
     /// Charge timings (`charge-timings`, model `charge_timings`).
     ChargeTimings,
-    /// Concessions (`concessions`, model `concessions`); one is read at `GET /v1/concessions/{concession_id}`.
+    /// Concessions (`concessions`, model `concessions`); its records are [`Concession`](crate::records::Concession), read one at `GET /v1/concessions/{concession_id}`.
     Concessions,
-    /// Construction job details (`construction-job-details`, model `construction_job_details`).
+    /// Construction job details (`construction-job-details`, model `construction_job_details`); its records are [`ConstructionJobDetail`](crate::records::ConstructionJobDetail).
     ConstructionJobDetails,
-    /// Construction jobs (`construction-jobs`, model `construction_jobs`); one is read at `GET /v1/construction-jobs/{construction_job_id}`.
+    /// Construction jobs (`construction-jobs`, model `construction_jobs`); its records are [`ConstructionJob`](crate::records::ConstructionJob), read one at `GET /v1/construction-jobs/{construction_job_id}`.
     ConstructionJobs,
-    /// Contract details (`contract-details`, model `contract_details`).
+    /// Contract details (`contract-details`, model `contract_details`); its records are [`ContractDetail`](crate::records::ContractDetail).
     ContractDetails,
-    /// Contracts (`contracts`, model `contracts`).
+    /// Contracts (`contracts`, model `contracts`); its records are [`Contract`](crate::records::Contract).
     Contracts,
     /// CRM agents (`crm-agents`, model `crm_agents`).
     CrmAgents,
@@ -68,159 +68,159 @@ define_object_type! {
     CrmPetPolicies,
     /// CRM prospects (`crm-prospects`, model `crm_prospects`).
     CrmProspects,
-    /// Deposit summaries (`deposit-summaries`, model `deposit_summaries`); one is read at `GET /v1/deposit-summaries/{deposit_summary_id}`.
+    /// Deposit summaries (`deposit-summaries`, model `deposit_summaries`); its records are [`DepositSummary`](crate::records::DepositSummary), read one at `GET /v1/deposit-summaries/{deposit_summary_id}`.
     DepositSummaries,
-    /// Deposits (`deposits`, model `deposits`); one is read at `GET /v1/deposits/{id}`.
+    /// Deposits (`deposits`, model `deposits`); its records are [`Deposit`](crate::records::Deposit), read one at `GET /v1/deposits/{id}`.
     Deposits,
-    /// Employees (`employees`, model `employees`); one is read at `GET /v1/employees/{employee_id}`.
+    /// Employees (`employees`, model `employees`); its records are [`Employee`](crate::records::Employee), read one at `GET /v1/employees/{employee_id}`.
     Employees,
     /// Entrata lease periods (`entrata-lease-periods`, model `entrata_lease_periods`).
     EntrataLeasePeriods,
-    /// Entrata unit types (`entrata-unit-types`, model `entrata_unit_types`); one is read at `GET /v1/unit-types/{unit_type_id}`.
+    /// Entrata unit types (`entrata-unit-types`, model `entrata_unit_types`); its records are [`EntrataUnitType`](crate::records::EntrataUnitType), read one at `GET /v1/unit-types/{unit_type_id}`.
     EntrataUnitTypes,
     /// Entrata vendor locations (`entrata-vendor-locations`, model `entrata_vendor_locations`).
     EntrataVendorLocations,
-    /// Event results (`event-results`, model `event_results`); one is read at `GET /v1/event-results/{event_result_id}`.
+    /// Event results (`event-results`, model `event_results`); its records are [`EventResult`](crate::records::EventResult), read one at `GET /v1/event-results/{event_result_id}`.
     EventResults,
     /// Event results to event types (`event-results-to-event-types`, model `event_results_to_event_types`).
     EventResultsToEventTypes,
-    /// Event sub types (`event-sub-types`, model `event_sub_types`); one is read at `GET /v1/event-sub-types/{event_sub_type_id}`.
+    /// Event sub types (`event-sub-types`, model `event_sub_types`); its records are [`EventSubType`](crate::records::EventSubType), read one at `GET /v1/event-sub-types/{event_sub_type_id}`.
     EventSubTypes,
-    /// Event types (`event-types`, model `event_types`); one is read at `GET /v1/event-types/{event_type_id}`.
+    /// Event types (`event-types`, model `event_types`); its records are [`EventType`](crate::records::EventType), read one at `GET /v1/event-types/{event_type_id}`.
     EventTypes,
-    /// Events (`events`, model `events`); one is read at `GET /v1/events/{event_id}`.
+    /// Events (`events`, model `events`); its records are [`Event`](crate::records::Event), read one at `GET /v1/events/{event_id}`.
     Events,
-    /// Fees (`fees`, model `fees`); one is read at `GET /v1/fees/{fee_id}`.
+    /// Fees (`fees`, model `fees`); its records are [`Fee`](crate::records::Fee), read one at `GET /v1/fees/{fee_id}`.
     Fees,
-    /// File types (`file-types`, model `file_types`); one is read at `GET /v1/file-types/{file_type_id}`.
+    /// File types (`file-types`, model `file_types`); its records are [`FileType`](crate::records::FileType), read one at `GET /v1/file-types/{file_type_id}`.
     FileTypes,
-    /// Financial accounts (`financial-accounts`, model `financial_accounts`); one is read at `GET /v1/financial-accounts/{financial_account_id}`.
+    /// Financial accounts (`financial-accounts`, model `financial_accounts`); its records are [`FinancialAccount`](crate::records::FinancialAccount), read one at `GET /v1/financial-accounts/{financial_account_id}`.
     FinancialAccounts,
-    /// Floor plans (`floor-plans`, model `floor_plans`); one is read at `GET /v1/floor-plans/{floor_plan_id}`.
+    /// Floor plans (`floor-plans`, model `floor_plans`); its records are [`FloorPlan`](crate::records::FloorPlan), read one at `GET /v1/floor-plans/{floor_plan_id}`.
     FloorPlans,
     /// Integration configuration meta data (`integration-configuration-meta-data`, model `integration_configuration_meta_data`).
     IntegrationConfigurationMetaData,
-    /// Invoice items (`invoice-items`, model `invoice_items`).
+    /// Invoice items (`invoice-items`, model `invoice_items`); its records are [`InvoiceItem`](crate::records::InvoiceItem).
     InvoiceItems,
-    /// Invoices (`invoices`, model `invoices`); one is read at `GET /v1/invoices/{invoice_id}`.
+    /// Invoices (`invoices`, model `invoices`); its records are [`Invoice`](crate::records::Invoice), read one at `GET /v1/invoices/{invoice_id}`.
     Invoices,
-    /// Lead pets (`lead-pets`, model `lead_pets`).
+    /// Lead pets (`lead-pets`, model `lead_pets`); its records are [`LeadPet`](crate::records::LeadPet).
     LeadPets,
-    /// Lead relationships (`lead-relationships`, model `lead_relationships`).
+    /// Lead relationships (`lead-relationships`, model `lead_relationships`); its records are [`LeadRelationship`](crate::records::LeadRelationship).
     LeadRelationships,
-    /// Lead sources (`lead-sources`, model `lead_sources`); one is read at `GET /v1/lead-sources/{lead_source_id}`.
+    /// Lead sources (`lead-sources`, model `lead_sources`); its records are [`LeadSource`](crate::records::LeadSource), read one at `GET /v1/lead-sources/{lead_source_id}`.
     LeadSources,
-    /// Leads (`leads`, model `leads`); one is read at `GET /v1/leads/{id}`.
+    /// Leads (`leads`, model `leads`); its records are [`Lead`](crate::records::Lead), read one at `GET /v1/leads/{id}`.
     Leads,
     /// Leads to events (`leads-to-events`, model `leads_to_events`).
     LeadsToEvents,
     /// Leads to rentable items (`leads-to-rentable-items`, model `leads_to_rentable_items`).
     LeadsToRentableItems,
-    /// Lease services (`lease-services`, model `lease_services`).
+    /// Lease services (`lease-services`, model `lease_services`); its records are [`LeaseService`](crate::records::LeaseService).
     LeaseServices,
-    /// Lease transfers (`lease-transfers`, model `lease_transfers`); one is read at `GET /v1/lease-transfers/{lease_transfer_id}`.
+    /// Lease transfers (`lease-transfers`, model `lease_transfers`); its records are [`LeaseTransfer`](crate::records::LeaseTransfer), read one at `GET /v1/lease-transfers/{lease_transfer_id}`.
     LeaseTransfers,
-    /// Leases (`leases`, model `leases`); one is read at `GET /v1/leases/{lease_id}`.
+    /// Leases (`leases`, model `leases`); its records are [`Lease`](crate::records::Lease), read one at `GET /v1/leases/{lease_id}`.
     Leases,
-    /// Listings (`listings`, model `listings`); one is read at `GET /v1/listings/{listing_id}`.
+    /// Listings (`listings`, model `listings`); its records are [`Listing`](crate::records::Listing), read one at `GET /v1/listings/{listing_id}`.
     Listings,
-    /// Locations (`locations`, model `locations`).
+    /// Locations (`locations`, model `locations`); its records are [`Location`](crate::records::Location).
     Locations,
-    /// Note categories (`note-categories`, model `note_categories`); one is read at `GET /v1/note-categories/{note_category_id}`.
+    /// Note categories (`note-categories`, model `note_categories`); its records are [`NoteCategory`](crate::records::NoteCategory), read one at `GET /v1/note-categories/{note_category_id}`.
     NoteCategories,
-    /// Owners (`owners`, model `owners`); one is read at `GET /v1/owners/{owner_id}`.
+    /// Owners (`owners`, model `owners`); its records are [`Owner`](crate::records::Owner), read one at `GET /v1/owners/{owner_id}`.
     Owners,
     /// Owners to properties (`owners-to-properties`, model `owners_to_properties`).
     OwnersToProperties,
-    /// Payable register items (`payable-register-items`, model `payable_register_items`).
+    /// Payable register items (`payable-register-items`, model `payable_register_items`); its records are [`PayableRegisterItem`](crate::records::PayableRegisterItem).
     PayableRegisterItems,
-    /// Payable registers (`payable-registers`, model `payable_registers`); one is read at `GET /v1/payable-registers/{payable_register_id}`.
+    /// Payable registers (`payable-registers`, model `payable_registers`); its records are [`PayableRegister`](crate::records::PayableRegister), read one at `GET /v1/payable-registers/{payable_register_id}`.
     PayableRegisters,
-    /// Pet types (`pet-types`, model `pet_types`).
+    /// Pet types (`pet-types`, model `pet_types`); its records are [`PetType`](crate::records::PetType).
     PetTypes,
-    /// Properties (`properties`, model `properties`); one is read at `GET /v1/properties/{id}`.
+    /// Properties (`properties`, model `properties`); its records are [`Property`](crate::records::Property), read one at `GET /v1/properties/{id}`.
     Properties,
-    /// Property lists (`property-lists`, model `property_lists`); one is read at `GET /v1/property-lists/{property_list_id}`.
+    /// Property lists (`property-lists`, model `property_lists`); its records are [`PropertyList`](crate::records::PropertyList), read one at `GET /v1/property-lists/{property_list_id}`.
     PropertyLists,
     /// Property lists to properties (`property-lists-to-properties`, model `property_lists_to_properties`).
     PropertyListsToProperties,
     /// Property office hours (`property-office-hours`, model `property_office_hours`).
     PropertyOfficeHours,
-    /// Purchase order items (`purchase-order-items`, model `purchase_order_items`).
+    /// Purchase order items (`purchase-order-items`, model `purchase_order_items`); its records are [`PurchaseOrderItem`](crate::records::PurchaseOrderItem).
     PurchaseOrderItems,
     /// Purchase order items to invoices (`purchase-order-items-to-invoices`, model `purchase_order_items_to_invoices`).
     PurchaseOrderItemsToInvoices,
-    /// Purchase orders (`purchase-orders`, model `purchase_orders`); one is read at `GET /v1/purchase-orders/{purchase_order_id}`.
+    /// Purchase orders (`purchase-orders`, model `purchase_orders`); its records are [`PurchaseOrder`](crate::records::PurchaseOrder), read one at `GET /v1/purchase-orders/{purchase_order_id}`.
     PurchaseOrders,
-    /// Recurring resident charges (`recurring-resident-charges`, model `recurring_resident_charges`); one is read at `GET /v1/recurring-resident-charges/{recurring_resident_charge_id}`.
+    /// Recurring resident charges (`recurring-resident-charges`, model `recurring_resident_charges`); its records are [`RecurringResidentCharge`](crate::records::RecurringResidentCharge), read one at `GET /v1/recurring-resident-charges/{recurring_resident_charge_id}`.
     RecurringResidentCharges,
-    /// Rentable items (`rentable-items`, model `rentable_items`); one is read at `GET /v1/rentable-items/{rentable_item_id}`.
+    /// Rentable items (`rentable-items`, model `rentable_items`); its records are [`RentableItem`](crate::records::RentableItem), read one at `GET /v1/rentable-items/{rentable_item_id}`.
     RentableItems,
-    /// Rentvine application templates (`rentvine-application-templates`, model `rentvine_application_templates`); one is read at `GET /v1/application-templates/{application_template_id}`.
+    /// Rentvine application templates (`rentvine-application-templates`, model `rentvine_application_templates`); its records are [`RentvineApplicationTemplate`](crate::records::RentvineApplicationTemplate), read one at `GET /v1/application-templates/{application_template_id}`.
     RentvineApplicationTemplates,
     /// Resident allocations (`resident-allocations`, model `resident_allocations`).
     ResidentAllocations,
-    /// Resident charges (`resident-charges`, model `resident_charges`); one is read at `GET /v1/resident-charges/{resident_charge_id}`.
+    /// Resident charges (`resident-charges`, model `resident_charges`); its records are [`ResidentCharge`](crate::records::ResidentCharge), read one at `GET /v1/resident-charges/{resident_charge_id}`.
     ResidentCharges,
-    /// Resident insurance (`resident-insurance`, model `resident_insurance`); one is read at `GET /v1/resident-insurance/{resident_insurance_id}`.
+    /// Resident insurance (`resident-insurance`, model `resident_insurance`); its records are [`ResidentInsurance`](crate::records::ResidentInsurance), read one at `GET /v1/resident-insurance/{resident_insurance_id}`.
     ResidentInsurance,
-    /// Resident payments (`resident-payments`, model `resident_payments`); one is read at `GET /v1/resident-payments/{resident_payment_id}`.
+    /// Resident payments (`resident-payments`, model `resident_payments`); its records are [`ResidentPayment`](crate::records::ResidentPayment), read one at `GET /v1/resident-payments/{resident_payment_id}`.
     ResidentPayments,
-    /// Resident pets (`resident-pets`, model `resident_pets`).
+    /// Resident pets (`resident-pets`, model `resident_pets`); its records are [`ResidentPet`](crate::records::ResidentPet).
     ResidentPets,
-    /// Resident vehicles (`resident-vehicles`, model `resident_vehicles`).
+    /// Resident vehicles (`resident-vehicles`, model `resident_vehicles`); its records are [`ResidentVehicle`](crate::records::ResidentVehicle).
     ResidentVehicles,
-    /// Residents (`residents`, model `residents`); one is read at `GET /v1/residents/{id}`.
+    /// Residents (`residents`, model `residents`); its records are [`Resident`](crate::records::Resident), read one at `GET /v1/residents/{id}`.
     Residents,
     /// Residents to events (`residents-to-events`, model `residents_to_events`).
     ResidentsToEvents,
-    /// Residents to leases (`residents-to-leases`, model `residents_to_leases`).
+    /// Residents to leases (`residents-to-leases`, model `residents_to_leases`); its records are [`ResidentToLease`](crate::records::ResidentToLease).
     ResidentsToLeases,
     /// Residents to rentable items (`residents-to-rentable-items`, model `residents_to_rentable_items`).
     ResidentsToRentableItems,
-    /// Screenings (`screenings`, model `screenings`).
+    /// Screenings (`screenings`, model `screenings`); its records are [`Screening`](crate::records::Screening).
     Screenings,
     /// Service request access contacts (`service-request-access-contacts`, model `service_request_access_contacts`).
     ServiceRequestAccessContacts,
-    /// Service request categories (`service-request-categories`, model `service_request_categories`); one is read at `GET /v1/service-request-categories/{service_request_category_id}`.
+    /// Service request categories (`service-request-categories`, model `service_request_categories`); its records are [`ServiceRequestCategory`](crate::records::ServiceRequestCategory), read one at `GET /v1/service-request-categories/{service_request_category_id}`.
     ServiceRequestCategories,
-    /// Service request locations (`service-request-locations`, model `service_request_locations`); one is read at `GET /v1/service-request-locations/{service_request_location_id}`.
+    /// Service request locations (`service-request-locations`, model `service_request_locations`); its records are [`ServiceRequestLocation`](crate::records::ServiceRequestLocation), read one at `GET /v1/service-request-locations/{service_request_location_id}`.
     ServiceRequestLocations,
-    /// Service request notes (`service-request-notes`, model `service_request_notes`); one is read at `GET /v1/service-request-history/{service_request_history_id}`.
+    /// Service request notes (`service-request-notes`, model `service_request_notes`); its records are [`ServiceRequestNote`](crate::records::ServiceRequestNote), read one at `GET /v1/service-request-history/{service_request_history_id}`.
     ServiceRequestNotes,
-    /// Service request priorities (`service-request-priorities`, model `service_request_priorities`); one is read at `GET /v1/service-request-priorities/{service_request_priority_id}`.
+    /// Service request priorities (`service-request-priorities`, model `service_request_priorities`); its records are [`ServiceRequestPriority`](crate::records::ServiceRequestPriority), read one at `GET /v1/service-request-priorities/{service_request_priority_id}`.
     ServiceRequestPriorities,
-    /// Service request problems (`service-request-problems`, model `service_request_problems`); one is read at `GET /v1/service-request-problems/{service_request_problem_id}`.
+    /// Service request problems (`service-request-problems`, model `service_request_problems`); its records are [`ServiceRequestProblem`](crate::records::ServiceRequestProblem), read one at `GET /v1/service-request-problems/{service_request_problem_id}`.
     ServiceRequestProblems,
-    /// Service request statuses (`service-request-statuses`, model `service_request_statuses`); one is read at `GET /v1/service-request-statuses/{service_request_status_id}`.
+    /// Service request statuses (`service-request-statuses`, model `service_request_statuses`); its records are [`ServiceRequestStatus`](crate::records::ServiceRequestStatus), read one at `GET /v1/service-request-statuses/{service_request_status_id}`.
     ServiceRequestStatuses,
     /// Service request vendor categories (`service-request-vendor-categories`, model `service_request_vendor_categories`).
     ServiceRequestVendorCategories,
     /// Service request vendor contacts (`service-request-vendor-contacts`, model `service_request_vendor_contacts`).
     ServiceRequestVendorContacts,
-    /// Service request vendors (`service-request-vendors`, model `service_request_vendors`); one is read at `GET /v1/vendors/{vendor_id}`.
+    /// Service request vendors (`service-request-vendors`, model `service_request_vendors`); its records are [`ServiceRequestVendor`](crate::records::ServiceRequestVendor), read one at `GET /v1/vendors/{vendor_id}`.
     ServiceRequestVendors,
     /// Service request vendors insurance (`service-request-vendors-insurance`, model `service_request_vendors_insurance`).
     ServiceRequestVendorsInsurance,
     /// Service request vendors to properties (`service-request-vendors-to-properties`, model `service_request_vendors_to_properties`).
     ServiceRequestVendorsToProperties,
-    /// Service requests (`service-requests`, model `service_requests`); one is read at `GET /v1/service-requests/{service_request_id}`.
+    /// Service requests (`service-requests`, model `service_requests`); its records are [`ServiceRequest`](crate::records::ServiceRequest), read one at `GET /v1/service-requests/{service_request_id}`.
     ServiceRequests,
     /// Service requests to employees (`service-requests-to-employees`, model `service_requests_to_employees`).
     ServiceRequestsToEmployees,
-    /// Service requests to vendors (`service-requests-to-vendors`, model `service_requests_to_vendors`).
+    /// Service requests to vendors (`service-requests-to-vendors`, model `service_requests_to_vendors`); its records are [`ServiceRequestToVendor`](crate::records::ServiceRequestToVendor).
     ServiceRequestsToVendors,
-    /// Timezones (`timezones`, model `timezones`).
+    /// Timezones (`timezones`, model `timezones`); its records are [`Timezone`](crate::records::Timezone).
     Timezones,
     /// Transactions (`transactions`, model `transactions`).
     Transactions,
-    /// Unit details (`unit-details`, model `unit_details`); one is read at `GET /v1/units/details/{unit_detail_id}`.
+    /// Unit details (`unit-details`, model `unit_details`); its records are [`UnitDetail`](crate::records::UnitDetail), read one at `GET /v1/units/details/{unit_detail_id}`.
     UnitDetails,
-    /// Unit pricing (`unit-pricing`, model `unit_pricing`).
+    /// Unit pricing (`unit-pricing`, model `unit_pricing`); its records are [`UnitPricing`](crate::records::UnitPricing).
     UnitPricing,
-    /// Units (`units`, model `units`); one is read at `GET /v1/units/{id}`.
+    /// Units (`units`, model `units`); its records are [`Unit`](crate::records::Unit), read one at `GET /v1/units/{id}`.
     Units,
-    /// Units to amenity (`units-to-amenity`, model `units_to_amenity`).
+    /// Units to amenity (`units-to-amenity`, model `units_to_amenity`); its records are [`UnitToAmenity`](crate::records::UnitToAmenity).
     UnitsToAmenity,
     /// Vendor insurance coverage types (`vendor-insurance-coverage-types`, model `vendor_insurance_coverage_types`).
     VendorInsuranceCoverageTypes,
@@ -808,6 +808,85 @@ impl ObjectType {
             Self::ServiceRequests => Some("/v1/service-requests/"),
             Self::UnitDetails => Some("/v1/units/details/"),
             Self::Units => Some("/v1/units/"),
+            _ => None,
+        }
+    }
+
+    /// The name of the record type of this object type.
+    pub(super) const fn known_record_type_name(&self) -> Option<&'static str> {
+        match self {
+            Self::AccountingEntities => Some("AccountingEntity"),
+            Self::AddressTypes => Some("AddressType"),
+            Self::Amenities => Some("Amenity"),
+            Self::ApplicantPets => Some("ApplicantPet"),
+            Self::Applicants => Some("Applicant"),
+            Self::ApplicantsToApplications => Some("ApplicantToApplication"),
+            Self::ApplicationStatuses => Some("ApplicationStatus"),
+            Self::Applications => Some("Application"),
+            Self::CallLogs => Some("CallLog"),
+            Self::ChargeCodes => Some("ChargeCode"),
+            Self::Concessions => Some("Concession"),
+            Self::ConstructionJobDetails => Some("ConstructionJobDetail"),
+            Self::ConstructionJobs => Some("ConstructionJob"),
+            Self::ContractDetails => Some("ContractDetail"),
+            Self::Contracts => Some("Contract"),
+            Self::DepositSummaries => Some("DepositSummary"),
+            Self::Deposits => Some("Deposit"),
+            Self::Employees => Some("Employee"),
+            Self::EntrataUnitTypes => Some("EntrataUnitType"),
+            Self::EventResults => Some("EventResult"),
+            Self::EventSubTypes => Some("EventSubType"),
+            Self::EventTypes => Some("EventType"),
+            Self::Events => Some("Event"),
+            Self::Fees => Some("Fee"),
+            Self::FileTypes => Some("FileType"),
+            Self::FinancialAccounts => Some("FinancialAccount"),
+            Self::FloorPlans => Some("FloorPlan"),
+            Self::InvoiceItems => Some("InvoiceItem"),
+            Self::Invoices => Some("Invoice"),
+            Self::LeadPets => Some("LeadPet"),
+            Self::LeadRelationships => Some("LeadRelationship"),
+            Self::LeadSources => Some("LeadSource"),
+            Self::Leads => Some("Lead"),
+            Self::LeaseServices => Some("LeaseService"),
+            Self::LeaseTransfers => Some("LeaseTransfer"),
+            Self::Leases => Some("Lease"),
+            Self::Listings => Some("Listing"),
+            Self::Locations => Some("Location"),
+            Self::NoteCategories => Some("NoteCategory"),
+            Self::Owners => Some("Owner"),
+            Self::PayableRegisterItems => Some("PayableRegisterItem"),
+            Self::PayableRegisters => Some("PayableRegister"),
+            Self::PetTypes => Some("PetType"),
+            Self::Properties => Some("Property"),
+            Self::PropertyLists => Some("PropertyList"),
+            Self::PurchaseOrderItems => Some("PurchaseOrderItem"),
+            Self::PurchaseOrders => Some("PurchaseOrder"),
+            Self::RecurringResidentCharges => Some("RecurringResidentCharge"),
+            Self::RentableItems => Some("RentableItem"),
+            Self::RentvineApplicationTemplates => Some("RentvineApplicationTemplate"),
+            Self::ResidentCharges => Some("ResidentCharge"),
+            Self::ResidentInsurance => Some("ResidentInsurance"),
+            Self::ResidentPayments => Some("ResidentPayment"),
+            Self::ResidentPets => Some("ResidentPet"),
+            Self::ResidentVehicles => Some("ResidentVehicle"),
+            Self::Residents => Some("Resident"),
+            Self::ResidentsToLeases => Some("ResidentToLease"),
+            Self::Screenings => Some("Screening"),
+            Self::ServiceRequestCategories => Some("ServiceRequestCategory"),
+            Self::ServiceRequestLocations => Some("ServiceRequestLocation"),
+            Self::ServiceRequestNotes => Some("ServiceRequestNote"),
+            Self::ServiceRequestPriorities => Some("ServiceRequestPriority"),
+            Self::ServiceRequestProblems => Some("ServiceRequestProblem"),
+            Self::ServiceRequestStatuses => Some("ServiceRequestStatus"),
+            Self::ServiceRequestVendors => Some("ServiceRequestVendor"),
+            Self::ServiceRequests => Some("ServiceRequest"),
+            Self::ServiceRequestsToVendors => Some("ServiceRequestToVendor"),
+            Self::Timezones => Some("Timezone"),
+            Self::UnitDetails => Some("UnitDetail"),
+            Self::UnitPricing => Some("UnitPricing"),
+            Self::Units => Some("Unit"),
+            Self::UnitsToAmenity => Some("UnitToAmenity"),
             _ => None,
         }
     }

@@ -160,7 +160,7 @@ fn split_single_record_path(path: &str) -> Option<(&str, &str)> {
 }
 
 /// The `results` schema of a `GET` operation's JSON 200 response.
-pub(crate) fn get_results<'a>(spec: &'a Spec, get: &'a Value) -> Result<Option<&'a Value>> {
+fn get_results<'a>(spec: &'a Spec, get: &'a Value) -> Result<Option<&'a Value>> {
     let Some(schema) = get
         .get("responses")
         .and_then(|r| r.get("200"))
@@ -192,8 +192,13 @@ pub(crate) fn render(models: &[ObjectModel], records: &BTreeMap<String, String>)
             "{} (`{}`, model `{}`)",
             model.human, model.kebab, model.snake
         );
+        if let Some(record) = records.get(&model.snake) {
+            doc.push_str(&format!(
+                "; its records are [`{record}`](crate::records::{record})"
+            ));
+        }
         if let Some(read) = &model.read_path {
-            doc.push_str(&format!("; one is read at `GET {}`", read.template));
+            doc.push_str(&format!(", read one at `GET {}`", read.template));
         }
         out.push_str(&format!("    /// {doc}.\n    {},\n", model.variant));
     }

@@ -70,6 +70,15 @@ pub(crate) fn entries(mapping: &Mapping) -> impl Iterator<Item = (&str, &Value)>
         .filter_map(|(key, value)| Some((key.as_str()?, value)))
 }
 
+/// `schema.properties`, in document order (empty when there is none).
+pub(crate) fn properties(schema: &Value) -> Vec<(&str, &Value)> {
+    schema
+        .get("properties")
+        .and_then(Value::as_mapping)
+        .map(|mapping| entries(mapping).collect())
+        .unwrap_or_default()
+}
+
 /// The `type` of a schema as a list (`type: string` and `type: [string, "null"]` alike).
 pub(crate) fn types(schema: &Value) -> Vec<&str> {
     match schema.get("type") {

@@ -1,0 +1,306 @@
+//! Typed records: one struct per Propexo object (lease, resident, unit, ...), generated from
+//! Propexo's OpenAPI spec.
+//!
+//! A record is a *partial* view. A DATA_NEW payload may carry only some of a record's keys,
+//! and a DATA_UPDATE diff only the keys that changed, so every field is an `Option`:
+//!
+//! - `None`: the key is absent (unknown, or unchanged in a diff);
+//! - for a field the spec marks nullable, `Some(None)`: the key is present and `null` (the
+//!   PMS has no value, or a diff cleared it), and `Some(Some(value))` otherwise. Those
+//!   fields are `Option<Option<T>>` so that a diff that sets a value to `null` is not
+//!   mistaken for one that leaves it alone.
+//!
+//! Keys the struct does not know are ignored, so a record Propexo extends still parses.
+//! Serializing writes back exactly the keys that were present.
+//!
+//! Field names and types follow the spec: strings (dates included) are `String`, numbers
+//! `f64` (amounts are in cents, as the field names say), integers `i64`. A field with a fixed
+//! set of values is an enum with an `Unknown(String)` arm that keeps a value this version
+//! does not know, e.g. [`LeaseStatus`] for a lease's `status_normalized`.
+//!
+//! # Names
+//!
+//! A record is named after its object in the singular: `leases` → [`Lease`],
+//! `residents-to-leases` → [`ResidentToLease`], `properties` → [`Property`];
+//! [`ObjectType::record_type_name`] gives the name for an object type. A nested object is
+//! named `<Owner><Field>` ([`PropertyOfficeHours`]), unless it is another record seen from
+//! this one: a lease's `residents_meta_data` are [`ResidentToLease`]s. An enum is named
+//! `<Owner><Field>` without a trailing `_normalized` ([`LeaseStatus`],
+//! [`ApplicantToApplicationStatus`]).
+//!
+//! Objects whose records the spec does not describe (40 of the 112, such as the CRM models
+//! and `residents-to-events`) have no record type: [`AnyRecord::parse`] returns `Ok(None)`
+//! for them.
+//!
+//! # Examples
+//!
+//! ```
+//! use propexo_webhooks::records::{Lease, LeaseStatus};
+//!
+//! let previous: Lease = serde_json::from_str(r#"{"status_normalized":"PENDING"}"#)?;
+//! let new: Lease = serde_json::from_str(r#"{"status_normalized":"ACTIVE"}"#)?;
+//! assert_eq!(previous.status_normalized, Some(Some(LeaseStatus::Pending)));
+//! assert!(new.status_normalized == Some(Some(LeaseStatus::Active)));
+//! assert_eq!(new.rent_amount_in_cents, None); // not in this diff
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+
+use crate::ObjectType;
+use crate::error::{Error, ParseError};
+
+/// A record type generated from Propexo's spec: one per object type that has a record schema.
+///
+/// The other event-side APIs use it to parse a payload or a diff into the record type asked
+/// for, checking that the event's object is that type's [`OBJECT_TYPE`](Record::OBJECT_TYPE).
+///
+/// # Examples
+///
+/// ```
+/// use propexo_webhooks::records::Lease;
+/// use propexo_webhooks::{ObjectType, Record};
+///
+/// assert_eq!(Lease::OBJECT_TYPE, ObjectType::Leases);
+/// assert_eq!(Lease::OBJECT_TYPE.record_type_name(), Some("Lease"));
+/// ```
+pub trait Record:
+    serde::de::DeserializeOwned
+    + serde::Serialize
+    + Clone
+    + fmt::Debug
+    + PartialEq
+    + Send
+    + Sync
+    + 'static
+{
+    /// The object type whose records this type describes.
+    const OBJECT_TYPE: ObjectType;
+}
+
+/// Defines `AnyRecord` and implements [`Record`] for the records listed in the generated
+/// table (`generated.rs`).
+macro_rules! define_any_record {
+    ($($record:ident => $object:ident,)*) => {
+        $(
+            impl $crate::records::Record for $record {
+                const OBJECT_TYPE: $crate::ObjectType = $crate::ObjectType::$object;
+            }
+        )*
+
+        /// A record of any object type: what [`AnyRecord::parse`] makes of a record whose
+        /// object type is known only at run time.
+        ///
+        /// Each variant boxes its record, so the enum stays small whatever the record. It
+        /// serializes as the record it holds.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use propexo_webhooks::records::LeaseStatus;
+        /// use propexo_webhooks::{AnyRecord, ObjectType};
+        ///
+        /// let object = ObjectType::parse("leases");
+        /// match AnyRecord::parse(&object, r#"{"id":"lease_1","status_normalized":"ACTIVE"}"#)? {
+        ///     Some(AnyRecord::Lease(lease)) => {
+        ///         assert_eq!(lease.status_normalized, Some(Some(LeaseStatus::Active)));
+        ///     }
+        ///     other => panic!("expected a lease, got {other:?}"),
+        /// }
+        /// // Objects without a record type parse to `None`.
+        /// assert!(AnyRecord::parse(&ObjectType::parse("parking-spaces"), "{}")?.is_none());
+        /// # Ok::<(), propexo_webhooks::Error>(())
+        /// ```
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum AnyRecord {
+            $(
+                #[doc = concat!("A [`", stringify!($record), "`] record.")]
+                $record(Box<$record>),
+            )*
+        }
+
+        impl AnyRecord {
+            /// Parses the JSON object `json` (a DATA_NEW payload, one side of a DATA_UPDATE
+            /// diff, or a record read from Propexo's API) as the record type of `object`.
+            ///
+            /// Returns `Ok(None)` when `object` has no record type (an object the spec
+            /// describes no record for, or one this version does not know).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidRecord`](crate::Error::InvalidRecord) when `json` is not a JSON object or a field does not
+            /// have the spec's type; its [`ParseError::path`](crate::ParseError::path) names the field, and it quotes
+            /// nothing from `json`.
+            pub fn parse(
+                object: &$crate::ObjectType,
+                json: &str,
+            ) -> Result<Option<AnyRecord>, $crate::Error> {
+                Ok(Some(match object {
+                    $($crate::ObjectType::$object => {
+                        Self::$record(Box::new($crate::records::parse_record("", json)?))
+                    })*
+                    _ => return Ok(None),
+                }))
+            }
+
+            /// The object type of the record held.
+            pub fn object_type(&self) -> $crate::ObjectType {
+                match self {
+                    $(Self::$record(_) => $crate::ObjectType::$object,)*
+                }
+            }
+        }
+
+        impl serde::Serialize for AnyRecord {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Self::$record(record) => record.serialize(serializer),)*
+                }
+            }
+        }
+    };
+}
+
+/// Implements `as_str`, `Display`, `Serialize` and `Deserialize` for a generated enum from
+/// its table of wire values; a value not in the table is its `Unknown` arm.
+macro_rules! wire_enum {
+    ($name:ident { $($variant:ident = $wire:literal,)* }) => {
+        impl $name {
+            /// The value as Propexo sends it; for `Unknown`, the value as received.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                    Self::Unknown(value) => value,
+                }
+            }
+        }
+
+        impl $crate::records::WireEnum for $name {
+            fn from_known(value: &str) -> Option<Self> {
+                Some(match value {
+                    $($wire => Self::$variant,)*
+                    _ => return None,
+                })
+            }
+
+            fn unknown(value: String) -> Self {
+                Self::Unknown(value)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str($crate::records::WireVisitor(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
+mod generated;
+
+pub use generated::*;
+
+/// A generated enum: its known wire values and its `Unknown` arm.
+trait WireEnum: Sized {
+    /// The variant whose wire value is `value`, if any.
+    fn from_known(value: &str) -> Option<Self>;
+    /// The `Unknown` arm holding `value`.
+    fn unknown(value: String) -> Self;
+}
+
+/// Deserializes a generated enum from a string, borrowed or owned.
+struct WireVisitor<T>(PhantomData<T>);
+
+impl<T: WireEnum> serde::de::Visitor<'_> for WireVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<T, E> {
+        Ok(T::from_known(value).unwrap_or_else(|| T::unknown(value.to_owned())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<T, E> {
+        Ok(T::from_known(&value).unwrap_or_else(|| T::unknown(value)))
+    }
+}
+
+/// A nullable field as read: absent, `null`, or a value.
+///
+/// Serde reads `Option<Option<T>>` from `null` as `None`, the same as an absent key, so the
+/// generated records read each nullable field as a `Nullable<T>` (in a private wire struct,
+/// `#[serde(from = "…Wire")]`) and store it as `Option<Option<T>>`. A per-field
+/// `deserialize_with` would do the same, but makes serde generate, and the compiler
+/// instantiate, one deserializer per field instead of one per field type: several times the
+/// build time over the ~1,000 nullable fields of the records.
+enum Nullable<T> {
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T> Default for Nullable<T> {
+    /// A key that is not there.
+    fn default() -> Self {
+        Self::Absent
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nullable<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            Some(value) => Self::Value(value),
+            None => Self::Null,
+        })
+    }
+}
+
+impl<T> Nullable<T> {
+    /// `None` when absent, `Some(None)` for `null`, `Some(Some(value))` otherwise.
+    fn into_option(self) -> Option<Option<T>> {
+        match self {
+            Self::Absent => None,
+            Self::Null => Some(None),
+            Self::Value(value) => Some(Some(value)),
+        }
+    }
+}
+
+/// Parses `json` as the record `T`, reporting a failure at its JSON path below `base` (e.g.
+/// `data.payload`, or empty for a document that is the record itself).
+///
+/// The document must be a JSON object: serde's derived structs would also read an array,
+/// field by field in order, which no Propexo record is.
+pub(crate) fn parse_record<T: Record>(base: &str, json: &str) -> Result<T, Error> {
+    let what = || {
+        let name = T::OBJECT_TYPE.record_type_name().unwrap_or("Propexo");
+        format!("a {name} record")
+    };
+    let start = json.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !start.is_empty() && !start.starts_with('{') {
+        return Err(Error::InvalidRecord(ParseError::with_reason(
+            what(),
+            base,
+            "expected a JSON object",
+        )));
+    }
+    ParseError::parse_str::<T>(what, base, json).map_err(Error::InvalidRecord)
+}
