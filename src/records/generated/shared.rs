@@ -55,7 +55,7 @@ wire_enum! {
     }
 }
 
-/// Income source entry. Used by [`Applicant`](crate::records::Applicant)'s `self_reported_income`.
+/// An income source entry. Used by [`Applicant`](crate::records::Applicant)'s `self_reported_income`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(from = "IncomeSourceWire")]
 #[non_exhaustive]

@@ -817,7 +817,13 @@ impl Builder<'_> {
             Ok(Ty::Named(name, Kind::Enum))
         } else if types(schema).contains(&"object") && !properties(schema).is_empty() {
             let mut nested = Vec::new();
-            let doc = format!("{} entry.", docs::sentence(&docs::words(&snake(component))));
+            let words = docs::words(&snake(component));
+            let article = if words.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "An"
+            } else {
+                "A"
+            };
+            let doc = format!("{article} {words} entry.");
             let def =
                 self.build_struct(&name, doc, "entry", &properties(schema), &mut nested, 1)?;
             self.shared.push(TypeDef::Struct(def));
