@@ -66,11 +66,47 @@ impl<T> Field<T> {
         }
     }
 
+    /// As an `Option<Option<T>>`, the form of the records' nullable fields: `None` when
+    /// absent, `Some(None)` for `null`, `Some(Some(value))` otherwise.
+    pub fn into_option(self) -> Option<Option<T>> {
+        match self {
+            Self::Absent => None,
+            Self::Null => Some(None),
+            Self::Value(value) => Some(Some(value)),
+        }
+    }
+
     fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Field<U>, E> {
         Ok(match self {
             Self::Absent => Field::Absent,
             Self::Null => Field::Null,
             Self::Value(value) => Field::Value(f(value)?),
+        })
+    }
+}
+
+/// Reads `null` as [`Field::Null`] and anything else as a value; with `#[serde(default)]`, a
+/// missing key is [`Field::Absent`].
+///
+/// ```
+/// use propexo_webhooks::Field;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Partial {
+///     #[serde(default)]
+///     unit_id: Field<String>,
+/// }
+///
+/// let cleared: Partial = serde_json::from_str(r#"{"unit_id":null}"#)?;
+/// let absent: Partial = serde_json::from_str("{}")?;
+/// assert_eq!((cleared.unit_id, absent.unit_id), (Field::Null, Field::Absent));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            Some(value) => Self::Value(value),
+            None => Self::Null,
         })
     }
 }

@@ -46,9 +46,6 @@
 //! ```
 
 use std::fmt;
-use std::marker::PhantomData;
-
-use serde::Deserialize;
 
 use crate::ObjectType;
 use crate::error::{Error, ParseError};
@@ -165,124 +162,16 @@ macro_rules! define_any_record {
     };
 }
 
-/// Implements `as_str`, `Display`, `Serialize` and `Deserialize` for a generated enum from
-/// its table of wire values; a value not in the table is its `Unknown` arm.
-macro_rules! wire_enum {
-    ($name:ident { $($variant:ident = $wire:literal,)* }) => {
-        impl $name {
-            /// The value as Propexo sends it; for `Unknown`, the value as received.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(Self::$variant => $wire,)*
-                    Self::Unknown(value) => value,
-                }
-            }
-        }
-
-        impl $crate::records::WireEnum for $name {
-            fn from_known(value: &str) -> Option<Self> {
-                Some(match value {
-                    $($wire => Self::$variant,)*
-                    _ => return None,
-                })
-            }
-
-            fn unknown(value: String) -> Self {
-                Self::Unknown(value)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserializer.deserialize_str($crate::records::WireVisitor(std::marker::PhantomData))
-            }
-        }
-    };
-}
-
 mod generated;
 
 pub use generated::*;
 
-/// A generated enum: its known wire values and its `Unknown` arm.
-trait WireEnum: Sized {
-    /// The variant whose wire value is `value`, if any.
-    fn from_known(value: &str) -> Option<Self>;
-    /// The `Unknown` arm holding `value`.
-    fn unknown(value: String) -> Self;
-}
-
-/// Deserializes a generated enum from a string, borrowed or owned.
-struct WireVisitor<T>(PhantomData<T>);
-
-impl<T: WireEnum> serde::de::Visitor<'_> for WireVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<T, E> {
-        Ok(T::from_known(value).unwrap_or_else(|| T::unknown(value.to_owned())))
-    }
-
-    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<T, E> {
-        Ok(T::from_known(&value).unwrap_or_else(|| T::unknown(value)))
-    }
-}
-
-/// A nullable field as read: absent, `null`, or a value.
+/// An applicant's normalized status (`APPROVED`, `DENIED`, `CANCELED`, `OTHER`, `PENDING`).
 ///
-/// Serde reads `Option<Option<T>>` from `null` as `None`, the same as an absent key, so the
-/// generated records read each nullable field as a `Nullable<T>` (in a private wire struct,
-/// `#[serde(from = "…Wire")]`) and store it as `Option<Option<T>>`. A per-field
-/// `deserialize_with` would do the same, but makes serde generate, and the compiler
-/// instantiate, one deserializer per field instead of one per field type: over the ~1,000
-/// nullable fields of the records, that doubled the crate's build time.
-enum Nullable<T> {
-    Absent,
-    Null,
-    Value(T),
-}
-
-impl<T> Default for Nullable<T> {
-    /// A key that is not there.
-    fn default() -> Self {
-        Self::Absent
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nullable<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Option::<T>::deserialize(deserializer)? {
-            Some(value) => Self::Value(value),
-            None => Self::Null,
-        })
-    }
-}
-
-impl<T> Nullable<T> {
-    /// `None` when absent, `Some(None)` for `null`, `Some(Some(value))` otherwise.
-    fn into_option(self) -> Option<Option<T>> {
-        match self {
-            Self::Absent => None,
-            Self::Null => Some(None),
-            Self::Value(value) => Some(Some(value)),
-        }
-    }
-}
+/// Propexo's spec keeps this status on the link between an applicant and an application
+/// (object `applicants-to-applications`, record [`ApplicantToApplication`]), so this is that
+/// record's status enum under the name Propexo's documentation uses.
+pub type ApplicantStatus = ApplicantToApplicationStatus;
 
 /// Parses `json` as the record `T`, reporting a failure at its JSON path below `base` (e.g.
 /// `data.payload`, or empty for a document that is the record itself).

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A accounting entity record (object `accounting-entities`). Read in full at `GET /v1/accounting-entities/{accounting_entity_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -61,13 +61,13 @@ struct AccountingEntityWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    entity_name: Nullable<String>,
+    entity_name: Field<String>,
     ledger_code: Option<String>,
-    current_period: Nullable<String>,
-    is_active: Nullable<bool>,
+    current_period: Field<String>,
+    is_active: Field<bool>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A address type record (object `address-types`). Read in full at `GET /v1/address-types/{address_type_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -61,9 +61,9 @@ struct AddressTypeWire {
     last_seen: Option<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
+    x_location_id: Field<String>,
     name: Option<String>,
-    description: Nullable<String>,
+    description: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

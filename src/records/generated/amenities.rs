@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{IntegrationVendor, UnitToAmenity};
-use crate::records::Nullable;
+use crate::Field;
 
 /// A amenity record (object `amenities`). Read in full at `GET /v1/amenities/{amenity_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -85,19 +85,19 @@ struct AmenityWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
-    x_listing_id: Nullable<String>,
-    x_parent_amenity_id: Nullable<String>,
+    x_listing_id: Field<String>,
+    x_parent_amenity_id: Field<String>,
     x_property_id: Option<String>,
-    x_unit_id: Nullable<String>,
-    cost_in_cents: Nullable<f64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    description: Nullable<String>,
+    x_unit_id: Field<String>,
+    cost_in_cents: Field<f64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    description: Field<String>,
     image_urls: Option<Vec<String>>,
-    is_unit_amenity: Nullable<bool>,
-    meta_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    name_normalized: Nullable<AmenityName>,
+    is_unit_amenity: Field<bool>,
+    meta_data: Field<serde_json::Map<String, serde_json::Value>>,
+    name_normalized: Field<AmenityName>,
     name: Option<String>,
     units: Option<Vec<UnitToAmenity>>,
     integration_id: Option<String>,
@@ -133,435 +133,288 @@ impl From<AmenityWire> for Amenity {
     }
 }
 
-/// The values of [`Amenity`](crate::records::Amenity)'s `name_normalized`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AmenityName {
-    /// Sent as `ACCENT_WALLS`.
-    AccentWalls,
-    /// Sent as `ACCEPTS_SMOKING`.
-    AcceptsSmoking,
-    /// Sent as `ADDITIONAL_STORAGE`.
-    AdditionalStorage,
-    /// Sent as `AIR_CON`.
-    AirCon,
-    /// Sent as `AIR_CONDITIONING_COMMERCIAL`.
-    AirConditioningCommercial,
-    /// Sent as `AIR_CONDITIONING`.
-    AirConditioning,
-    /// Sent as `ALARM`.
-    Alarm,
-    /// Sent as `APPLIANCES_INCLUDED`.
-    AppliancesIncluded,
-    /// Sent as `AVAILABILITY_24_HOURS`.
-    Availability24Hours,
-    /// Sent as `BALCONY_OR_DECK_OR_PATIO`.
-    BalconyOrDeckOrPatio,
-    /// Sent as `BALCONY`.
-    Balcony,
-    /// Sent as `BASKETBALL_COURT`.
-    BasketballCourt,
-    /// Sent as `BEACH_ACCESS`.
-    BeachAccess,
-    /// Sent as `BILINGUAL`.
-    Bilingual,
-    /// Sent as `BOAT_DOCKS`.
-    BoatDocks,
-    /// Sent as `BROADBAND_INTERNET`.
-    BroadbandInternet,
-    /// Sent as `BUSINESS_CENTER`.
-    BusinessCenter,
-    /// Sent as `CABLE_READY_COMMERCIAL`.
-    CableReadyCommercial,
-    /// Sent as `CABLE_READY`.
-    CableReady,
-    /// Sent as `CABLE`.
-    Cable,
-    /// Sent as `CAR_WASH_AREA`.
-    CarWashArea,
-    /// Sent as `CARPET`.
-    Carpet,
-    /// Sent as `CARPORT`.
-    Carport,
-    /// Sent as `CEILING_FAN`.
-    CeilingFan,
-    /// Sent as `CHILD_CARE`.
-    ChildCare,
-    /// Sent as `CLUB_DISCOUNT`.
-    ClubDiscount,
-    /// Sent as `CLUB_HOUSE`.
-    ClubHouse,
-    /// Sent as `CONCIERGE`.
-    Concierge,
-    /// Sent as `CONFERENCE_ROOM`.
-    ConferenceRoom,
-    /// Sent as `CONTROLLED_ACCESS`.
-    ControlledAccess,
-    /// Sent as `COURTYARD`.
-    Courtyard,
-    /// Sent as `DISHWASHER`.
-    Dishwasher,
-    /// Sent as `DISPOSAL`.
-    Disposal,
-    /// Sent as `DOCK_HIGH_DOORS_OR_LOADING_AVAILABLE`.
-    DockHighDoorsOrLoadingAvailable,
-    /// Sent as `DOOR_ATTENDANT`.
-    DoorAttendant,
-    /// Sent as `DOUBLE_SINK_VANITY`.
-    DoubleSinkVanity,
-    /// Sent as `DRYER`.
-    Dryer,
-    /// Sent as `ELECTRIC`.
-    Electric,
-    /// Sent as `ELEVATOR`.
-    Elevator,
-    /// Sent as `FENCED_YARD`.
-    FencedYard,
-    /// Sent as `FIREPLACE`.
-    Fireplace,
-    /// Sent as `FITNESS_CENTER`.
-    FitnessCenter,
-    /// Sent as `FRAMED_MIRRORS`.
-    FramedMirrors,
-    /// Sent as `FREE_WEIGHTS`.
-    FreeWeights,
-    /// Sent as `FREEZER`.
-    Freezer,
-    /// Sent as `FURNISHED_AVAILABLE`.
-    FurnishedAvailable,
-    /// Sent as `FURNISHED`.
-    Furnished,
-    /// Sent as `GAMING_STATIONS`.
-    GamingStations,
-    /// Sent as `GARAGE_PARKING`.
-    GarageParking,
-    /// Sent as `GARAGE`.
-    Garage,
-    /// Sent as `GAS`.
-    Gas,
-    /// Sent as `GATE`.
-    Gate,
-    /// Sent as `GROCERY_SERVICE`.
-    GroceryService,
-    /// Sent as `GRILL`.
-    Grill,
-    /// Sent as `GROUP_EXERCISE`.
-    GroupExercise,
-    /// Sent as `GUEST_ROOM`.
-    GuestRoom,
-    /// Sent as `HANDICAP_ACCESS`.
-    HandicapAccess,
-    /// Sent as `HANDRAILS`.
-    Handrails,
-    /// Sent as `HARDWOOD_FLOORS`.
-    HardwoodFloors,
-    /// Sent as `HEAT_ELECTRIC`.
-    HeatElectric,
-    /// Sent as `HEAT_GAS`.
-    HeatGas,
-    /// Sent as `HEAT_OIL`.
-    HeatOil,
-    /// Sent as `HEAT`.
-    Heat,
-    /// Sent as `HEATING`.
-    Heating,
-    /// Sent as `HIGH_SPEED_INTERNET_COMMERCIAL`.
-    HighSpeedInternetCommercial,
-    /// Sent as `HIGH_SPEED_INTERNET`.
-    HighSpeedInternet,
-    /// Sent as `HOT_WATER`.
-    HotWater,
-    /// Sent as `HOUSE_SITTING`.
-    HouseSitting,
-    /// Sent as `HOUSEKEEPING`.
-    Housekeeping,
-    /// Sent as `INDIVIDUAL_CLIMATE_CONTROL`.
-    IndividualClimateControl,
-    /// Sent as `INTERNET`.
-    Internet,
-    /// Sent as `ISLAND_KITCHEN`.
-    IslandKitchen,
-    /// Sent as `JOGGING_WALKING_TRAILS`.
-    JoggingWalkingTrails,
-    /// Sent as `LAKE_ACCESS`.
-    LakeAccess,
-    /// Sent as `LAKE_FRONT`.
-    LakeFront,
-    /// Sent as `LAUNDRY`.
-    Laundry,
-    /// Sent as `LAUNDRY_ROOM_OR_HOOKUPS`.
-    LaundryRoomOrHookups,
-    /// Sent as `LAUNDRY_ROOM`.
-    LaundryRoom,
-    /// Sent as `LANDSCAPING`.
-    Landscaping,
-    /// Sent as `LIBRARY`.
-    Library,
-    /// Sent as `LINEN_CLOSET`.
-    LinenCloset,
-    /// Sent as `MEAL_SERVICE`.
-    MealService,
-    /// Sent as `MEDIA_ROOM`.
-    MediaRoom,
-    /// Sent as `MICROWAVE`.
-    Microwave,
-    /// Sent as `MULTI_USE_ROOM`.
-    MultiUseRoom,
-    /// Sent as `NIGHT_PATROL`.
-    NightPatrol,
-    /// Sent as `ON_SITE_MAINTENANCE`.
-    OnSiteMaintenance,
-    /// Sent as `ON_SITE_MANAGEMENT`.
-    OnSiteManagement,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `OVEN_OR_RANGE`.
-    OvenOrRange,
-    /// Sent as `PACKAGE_RECEIVING`.
-    PackageReceiving,
-    /// Sent as `PANTRY`.
-    Pantry,
-    /// Sent as `PARKING_COMMERCIAL`.
-    ParkingCommercial,
-    /// Sent as `PARKING`.
-    Parking,
-    /// Sent as `PER_DIEM_ACCEPTED`.
-    PerDiemAccepted,
-    /// Sent as `PETS_ALLOWED`.
-    PetsAllowed,
-    /// Sent as `PING_PONG`.
-    PingPong,
-    /// Sent as `PLAY_GROUND`.
-    PlayGround,
-    /// Sent as `POND`.
-    Pond,
-    /// Sent as `POOL`.
-    Pool,
-    /// Sent as `POWER`.
-    Power,
-    /// Sent as `PRIVATE_BALCONY`.
-    PrivateBalcony,
-    /// Sent as `PRIVATE_PATIO`.
-    PrivatePatio,
-    /// Sent as `RACQUETBALL`.
-    Racquetball,
-    /// Sent as `REC_ROOM`.
-    RecRoom,
-    /// Sent as `RECYCLING`.
-    Recycling,
-    /// Sent as `REFRIGERATOR`.
-    Refrigerator,
-    /// Sent as `SATELLITE`.
-    Satellite,
-    /// Sent as `SAUNA`.
-    Sauna,
-    /// Sent as `SECURITY`.
-    Security,
-    /// Sent as `SEWER`.
-    Sewer,
-    /// Sent as `SHORT_TERM_LEASE`.
-    ShortTermLease,
-    /// Sent as `SKYLIGHT`.
-    Skylight,
-    /// Sent as `SMOKE_FREE`.
-    SmokeFree,
-    /// Sent as `SNOW_REMOVAL`.
-    SnowRemoval,
-    /// Sent as `SPA`.
-    Spa,
-    /// Sent as `SPRINKLER_SYSTEM`.
-    SprinklerSystem,
-    /// Sent as `STORAGE_UNITS`.
-    StorageUnits,
-    /// Sent as `SUNDECK`.
-    Sundeck,
-    /// Sent as `TELEPHONE`.
-    Telephone,
-    /// Sent as `TENNIS_COURT`.
-    TennisCourt,
-    /// Sent as `TILE_FLOORING`.
-    TileFlooring,
-    /// Sent as `TRANSPORTATION`.
-    Transportation,
-    /// Sent as `TRASH`.
-    Trash,
-    /// Sent as `TV_LOUNGE`.
-    TvLounge,
-    /// Sent as `VALET_TRASH`.
-    ValetTrash,
-    /// Sent as `VAULTED_CEILING`.
-    VaultedCeiling,
-    /// Sent as `VIEW`.
-    View,
-    /// Sent as `VINTAGE`.
-    Vintage,
-    /// Sent as `VINYL_FLOORING`.
-    VinylFlooring,
-    /// Sent as `VOLLEYBALL_COURT`.
-    VolleyballCourt,
-    /// Sent as `WALK_IN_CLOSETS`.
-    WalkInClosets,
-    /// Sent as `WASHER`.
-    Washer,
-    /// Sent as `WATER`.
-    Water,
-    /// Sent as `WD_HOOKUP`.
-    WdHookup,
-    /// Sent as `WD_IN_UNIT`.
-    WdInUnit,
-    /// Sent as `WHEEL_CHAIR`.
-    WheelChair,
-    /// Sent as `WHEELCHAIR_ACCESS`.
-    WheelchairAccess,
-    /// Sent as `WINDOW_COVERINGS`.
-    WindowCoverings,
-    /// Sent as `WIRELESS_INTERNET`.
-    WirelessInternet,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    AmenityName {
-        AccentWalls = "ACCENT_WALLS",
-        AcceptsSmoking = "ACCEPTS_SMOKING",
-        AdditionalStorage = "ADDITIONAL_STORAGE",
-        AirCon = "AIR_CON",
-        AirConditioningCommercial = "AIR_CONDITIONING_COMMERCIAL",
-        AirConditioning = "AIR_CONDITIONING",
-        Alarm = "ALARM",
-        AppliancesIncluded = "APPLIANCES_INCLUDED",
-        Availability24Hours = "AVAILABILITY_24_HOURS",
-        BalconyOrDeckOrPatio = "BALCONY_OR_DECK_OR_PATIO",
-        Balcony = "BALCONY",
-        BasketballCourt = "BASKETBALL_COURT",
-        BeachAccess = "BEACH_ACCESS",
-        Bilingual = "BILINGUAL",
-        BoatDocks = "BOAT_DOCKS",
-        BroadbandInternet = "BROADBAND_INTERNET",
-        BusinessCenter = "BUSINESS_CENTER",
-        CableReadyCommercial = "CABLE_READY_COMMERCIAL",
-        CableReady = "CABLE_READY",
-        Cable = "CABLE",
-        CarWashArea = "CAR_WASH_AREA",
-        Carpet = "CARPET",
-        Carport = "CARPORT",
-        CeilingFan = "CEILING_FAN",
-        ChildCare = "CHILD_CARE",
-        ClubDiscount = "CLUB_DISCOUNT",
-        ClubHouse = "CLUB_HOUSE",
-        Concierge = "CONCIERGE",
-        ConferenceRoom = "CONFERENCE_ROOM",
-        ControlledAccess = "CONTROLLED_ACCESS",
-        Courtyard = "COURTYARD",
-        Dishwasher = "DISHWASHER",
-        Disposal = "DISPOSAL",
-        DockHighDoorsOrLoadingAvailable = "DOCK_HIGH_DOORS_OR_LOADING_AVAILABLE",
-        DoorAttendant = "DOOR_ATTENDANT",
-        DoubleSinkVanity = "DOUBLE_SINK_VANITY",
-        Dryer = "DRYER",
-        Electric = "ELECTRIC",
-        Elevator = "ELEVATOR",
-        FencedYard = "FENCED_YARD",
-        Fireplace = "FIREPLACE",
-        FitnessCenter = "FITNESS_CENTER",
-        FramedMirrors = "FRAMED_MIRRORS",
-        FreeWeights = "FREE_WEIGHTS",
-        Freezer = "FREEZER",
-        FurnishedAvailable = "FURNISHED_AVAILABLE",
-        Furnished = "FURNISHED",
-        GamingStations = "GAMING_STATIONS",
-        GarageParking = "GARAGE_PARKING",
-        Garage = "GARAGE",
-        Gas = "GAS",
-        Gate = "GATE",
-        GroceryService = "GROCERY_SERVICE",
-        Grill = "GRILL",
-        GroupExercise = "GROUP_EXERCISE",
-        GuestRoom = "GUEST_ROOM",
-        HandicapAccess = "HANDICAP_ACCESS",
-        Handrails = "HANDRAILS",
-        HardwoodFloors = "HARDWOOD_FLOORS",
-        HeatElectric = "HEAT_ELECTRIC",
-        HeatGas = "HEAT_GAS",
-        HeatOil = "HEAT_OIL",
-        Heat = "HEAT",
-        Heating = "HEATING",
-        HighSpeedInternetCommercial = "HIGH_SPEED_INTERNET_COMMERCIAL",
-        HighSpeedInternet = "HIGH_SPEED_INTERNET",
-        HotWater = "HOT_WATER",
-        HouseSitting = "HOUSE_SITTING",
-        Housekeeping = "HOUSEKEEPING",
-        IndividualClimateControl = "INDIVIDUAL_CLIMATE_CONTROL",
-        Internet = "INTERNET",
-        IslandKitchen = "ISLAND_KITCHEN",
-        JoggingWalkingTrails = "JOGGING_WALKING_TRAILS",
-        LakeAccess = "LAKE_ACCESS",
-        LakeFront = "LAKE_FRONT",
-        Laundry = "LAUNDRY",
-        LaundryRoomOrHookups = "LAUNDRY_ROOM_OR_HOOKUPS",
-        LaundryRoom = "LAUNDRY_ROOM",
-        Landscaping = "LANDSCAPING",
-        Library = "LIBRARY",
-        LinenCloset = "LINEN_CLOSET",
-        MealService = "MEAL_SERVICE",
-        MediaRoom = "MEDIA_ROOM",
-        Microwave = "MICROWAVE",
-        MultiUseRoom = "MULTI_USE_ROOM",
-        NightPatrol = "NIGHT_PATROL",
-        OnSiteMaintenance = "ON_SITE_MAINTENANCE",
-        OnSiteManagement = "ON_SITE_MANAGEMENT",
-        Other = "OTHER",
-        OvenOrRange = "OVEN_OR_RANGE",
-        PackageReceiving = "PACKAGE_RECEIVING",
-        Pantry = "PANTRY",
-        ParkingCommercial = "PARKING_COMMERCIAL",
-        Parking = "PARKING",
-        PerDiemAccepted = "PER_DIEM_ACCEPTED",
-        PetsAllowed = "PETS_ALLOWED",
-        PingPong = "PING_PONG",
-        PlayGround = "PLAY_GROUND",
-        Pond = "POND",
-        Pool = "POOL",
-        Power = "POWER",
-        PrivateBalcony = "PRIVATE_BALCONY",
-        PrivatePatio = "PRIVATE_PATIO",
-        Racquetball = "RACQUETBALL",
-        RecRoom = "REC_ROOM",
-        Recycling = "RECYCLING",
-        Refrigerator = "REFRIGERATOR",
-        Satellite = "SATELLITE",
-        Sauna = "SAUNA",
-        Security = "SECURITY",
-        Sewer = "SEWER",
-        ShortTermLease = "SHORT_TERM_LEASE",
-        Skylight = "SKYLIGHT",
-        SmokeFree = "SMOKE_FREE",
-        SnowRemoval = "SNOW_REMOVAL",
-        Spa = "SPA",
-        SprinklerSystem = "SPRINKLER_SYSTEM",
-        StorageUnits = "STORAGE_UNITS",
-        Sundeck = "SUNDECK",
-        Telephone = "TELEPHONE",
-        TennisCourt = "TENNIS_COURT",
-        TileFlooring = "TILE_FLOORING",
-        Transportation = "TRANSPORTATION",
-        Trash = "TRASH",
-        TvLounge = "TV_LOUNGE",
-        ValetTrash = "VALET_TRASH",
-        VaultedCeiling = "VAULTED_CEILING",
-        View = "VIEW",
-        Vintage = "VINTAGE",
-        VinylFlooring = "VINYL_FLOORING",
-        VolleyballCourt = "VOLLEYBALL_COURT",
-        WalkInClosets = "WALK_IN_CLOSETS",
-        Washer = "WASHER",
-        Water = "WATER",
-        WdHookup = "WD_HOOKUP",
-        WdInUnit = "WD_IN_UNIT",
-        WheelChair = "WHEEL_CHAIR",
-        WheelchairAccess = "WHEELCHAIR_ACCESS",
-        WindowCoverings = "WINDOW_COVERINGS",
-        WirelessInternet = "WIRELESS_INTERNET",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Amenity`](crate::records::Amenity)'s `name_normalized`.
+    pub enum AmenityName {
+        /// Sent as `ACCENT_WALLS`.
+        AccentWalls => "ACCENT_WALLS",
+        /// Sent as `ACCEPTS_SMOKING`.
+        AcceptsSmoking => "ACCEPTS_SMOKING",
+        /// Sent as `ADDITIONAL_STORAGE`.
+        AdditionalStorage => "ADDITIONAL_STORAGE",
+        /// Sent as `AIR_CON`.
+        AirCon => "AIR_CON",
+        /// Sent as `AIR_CONDITIONING_COMMERCIAL`.
+        AirConditioningCommercial => "AIR_CONDITIONING_COMMERCIAL",
+        /// Sent as `AIR_CONDITIONING`.
+        AirConditioning => "AIR_CONDITIONING",
+        /// Sent as `ALARM`.
+        Alarm => "ALARM",
+        /// Sent as `APPLIANCES_INCLUDED`.
+        AppliancesIncluded => "APPLIANCES_INCLUDED",
+        /// Sent as `AVAILABILITY_24_HOURS`.
+        Availability24Hours => "AVAILABILITY_24_HOURS",
+        /// Sent as `BALCONY_OR_DECK_OR_PATIO`.
+        BalconyOrDeckOrPatio => "BALCONY_OR_DECK_OR_PATIO",
+        /// Sent as `BALCONY`.
+        Balcony => "BALCONY",
+        /// Sent as `BASKETBALL_COURT`.
+        BasketballCourt => "BASKETBALL_COURT",
+        /// Sent as `BEACH_ACCESS`.
+        BeachAccess => "BEACH_ACCESS",
+        /// Sent as `BILINGUAL`.
+        Bilingual => "BILINGUAL",
+        /// Sent as `BOAT_DOCKS`.
+        BoatDocks => "BOAT_DOCKS",
+        /// Sent as `BROADBAND_INTERNET`.
+        BroadbandInternet => "BROADBAND_INTERNET",
+        /// Sent as `BUSINESS_CENTER`.
+        BusinessCenter => "BUSINESS_CENTER",
+        /// Sent as `CABLE_READY_COMMERCIAL`.
+        CableReadyCommercial => "CABLE_READY_COMMERCIAL",
+        /// Sent as `CABLE_READY`.
+        CableReady => "CABLE_READY",
+        /// Sent as `CABLE`.
+        Cable => "CABLE",
+        /// Sent as `CAR_WASH_AREA`.
+        CarWashArea => "CAR_WASH_AREA",
+        /// Sent as `CARPET`.
+        Carpet => "CARPET",
+        /// Sent as `CARPORT`.
+        Carport => "CARPORT",
+        /// Sent as `CEILING_FAN`.
+        CeilingFan => "CEILING_FAN",
+        /// Sent as `CHILD_CARE`.
+        ChildCare => "CHILD_CARE",
+        /// Sent as `CLUB_DISCOUNT`.
+        ClubDiscount => "CLUB_DISCOUNT",
+        /// Sent as `CLUB_HOUSE`.
+        ClubHouse => "CLUB_HOUSE",
+        /// Sent as `CONCIERGE`.
+        Concierge => "CONCIERGE",
+        /// Sent as `CONFERENCE_ROOM`.
+        ConferenceRoom => "CONFERENCE_ROOM",
+        /// Sent as `CONTROLLED_ACCESS`.
+        ControlledAccess => "CONTROLLED_ACCESS",
+        /// Sent as `COURTYARD`.
+        Courtyard => "COURTYARD",
+        /// Sent as `DISHWASHER`.
+        Dishwasher => "DISHWASHER",
+        /// Sent as `DISPOSAL`.
+        Disposal => "DISPOSAL",
+        /// Sent as `DOCK_HIGH_DOORS_OR_LOADING_AVAILABLE`.
+        DockHighDoorsOrLoadingAvailable => "DOCK_HIGH_DOORS_OR_LOADING_AVAILABLE",
+        /// Sent as `DOOR_ATTENDANT`.
+        DoorAttendant => "DOOR_ATTENDANT",
+        /// Sent as `DOUBLE_SINK_VANITY`.
+        DoubleSinkVanity => "DOUBLE_SINK_VANITY",
+        /// Sent as `DRYER`.
+        Dryer => "DRYER",
+        /// Sent as `ELECTRIC`.
+        Electric => "ELECTRIC",
+        /// Sent as `ELEVATOR`.
+        Elevator => "ELEVATOR",
+        /// Sent as `FENCED_YARD`.
+        FencedYard => "FENCED_YARD",
+        /// Sent as `FIREPLACE`.
+        Fireplace => "FIREPLACE",
+        /// Sent as `FITNESS_CENTER`.
+        FitnessCenter => "FITNESS_CENTER",
+        /// Sent as `FRAMED_MIRRORS`.
+        FramedMirrors => "FRAMED_MIRRORS",
+        /// Sent as `FREE_WEIGHTS`.
+        FreeWeights => "FREE_WEIGHTS",
+        /// Sent as `FREEZER`.
+        Freezer => "FREEZER",
+        /// Sent as `FURNISHED_AVAILABLE`.
+        FurnishedAvailable => "FURNISHED_AVAILABLE",
+        /// Sent as `FURNISHED`.
+        Furnished => "FURNISHED",
+        /// Sent as `GAMING_STATIONS`.
+        GamingStations => "GAMING_STATIONS",
+        /// Sent as `GARAGE_PARKING`.
+        GarageParking => "GARAGE_PARKING",
+        /// Sent as `GARAGE`.
+        Garage => "GARAGE",
+        /// Sent as `GAS`.
+        Gas => "GAS",
+        /// Sent as `GATE`.
+        Gate => "GATE",
+        /// Sent as `GROCERY_SERVICE`.
+        GroceryService => "GROCERY_SERVICE",
+        /// Sent as `GRILL`.
+        Grill => "GRILL",
+        /// Sent as `GROUP_EXERCISE`.
+        GroupExercise => "GROUP_EXERCISE",
+        /// Sent as `GUEST_ROOM`.
+        GuestRoom => "GUEST_ROOM",
+        /// Sent as `HANDICAP_ACCESS`.
+        HandicapAccess => "HANDICAP_ACCESS",
+        /// Sent as `HANDRAILS`.
+        Handrails => "HANDRAILS",
+        /// Sent as `HARDWOOD_FLOORS`.
+        HardwoodFloors => "HARDWOOD_FLOORS",
+        /// Sent as `HEAT_ELECTRIC`.
+        HeatElectric => "HEAT_ELECTRIC",
+        /// Sent as `HEAT_GAS`.
+        HeatGas => "HEAT_GAS",
+        /// Sent as `HEAT_OIL`.
+        HeatOil => "HEAT_OIL",
+        /// Sent as `HEAT`.
+        Heat => "HEAT",
+        /// Sent as `HEATING`.
+        Heating => "HEATING",
+        /// Sent as `HIGH_SPEED_INTERNET_COMMERCIAL`.
+        HighSpeedInternetCommercial => "HIGH_SPEED_INTERNET_COMMERCIAL",
+        /// Sent as `HIGH_SPEED_INTERNET`.
+        HighSpeedInternet => "HIGH_SPEED_INTERNET",
+        /// Sent as `HOT_WATER`.
+        HotWater => "HOT_WATER",
+        /// Sent as `HOUSE_SITTING`.
+        HouseSitting => "HOUSE_SITTING",
+        /// Sent as `HOUSEKEEPING`.
+        Housekeeping => "HOUSEKEEPING",
+        /// Sent as `INDIVIDUAL_CLIMATE_CONTROL`.
+        IndividualClimateControl => "INDIVIDUAL_CLIMATE_CONTROL",
+        /// Sent as `INTERNET`.
+        Internet => "INTERNET",
+        /// Sent as `ISLAND_KITCHEN`.
+        IslandKitchen => "ISLAND_KITCHEN",
+        /// Sent as `JOGGING_WALKING_TRAILS`.
+        JoggingWalkingTrails => "JOGGING_WALKING_TRAILS",
+        /// Sent as `LAKE_ACCESS`.
+        LakeAccess => "LAKE_ACCESS",
+        /// Sent as `LAKE_FRONT`.
+        LakeFront => "LAKE_FRONT",
+        /// Sent as `LAUNDRY`.
+        Laundry => "LAUNDRY",
+        /// Sent as `LAUNDRY_ROOM_OR_HOOKUPS`.
+        LaundryRoomOrHookups => "LAUNDRY_ROOM_OR_HOOKUPS",
+        /// Sent as `LAUNDRY_ROOM`.
+        LaundryRoom => "LAUNDRY_ROOM",
+        /// Sent as `LANDSCAPING`.
+        Landscaping => "LANDSCAPING",
+        /// Sent as `LIBRARY`.
+        Library => "LIBRARY",
+        /// Sent as `LINEN_CLOSET`.
+        LinenCloset => "LINEN_CLOSET",
+        /// Sent as `MEAL_SERVICE`.
+        MealService => "MEAL_SERVICE",
+        /// Sent as `MEDIA_ROOM`.
+        MediaRoom => "MEDIA_ROOM",
+        /// Sent as `MICROWAVE`.
+        Microwave => "MICROWAVE",
+        /// Sent as `MULTI_USE_ROOM`.
+        MultiUseRoom => "MULTI_USE_ROOM",
+        /// Sent as `NIGHT_PATROL`.
+        NightPatrol => "NIGHT_PATROL",
+        /// Sent as `ON_SITE_MAINTENANCE`.
+        OnSiteMaintenance => "ON_SITE_MAINTENANCE",
+        /// Sent as `ON_SITE_MANAGEMENT`.
+        OnSiteManagement => "ON_SITE_MANAGEMENT",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `OVEN_OR_RANGE`.
+        OvenOrRange => "OVEN_OR_RANGE",
+        /// Sent as `PACKAGE_RECEIVING`.
+        PackageReceiving => "PACKAGE_RECEIVING",
+        /// Sent as `PANTRY`.
+        Pantry => "PANTRY",
+        /// Sent as `PARKING_COMMERCIAL`.
+        ParkingCommercial => "PARKING_COMMERCIAL",
+        /// Sent as `PARKING`.
+        Parking => "PARKING",
+        /// Sent as `PER_DIEM_ACCEPTED`.
+        PerDiemAccepted => "PER_DIEM_ACCEPTED",
+        /// Sent as `PETS_ALLOWED`.
+        PetsAllowed => "PETS_ALLOWED",
+        /// Sent as `PING_PONG`.
+        PingPong => "PING_PONG",
+        /// Sent as `PLAY_GROUND`.
+        PlayGround => "PLAY_GROUND",
+        /// Sent as `POND`.
+        Pond => "POND",
+        /// Sent as `POOL`.
+        Pool => "POOL",
+        /// Sent as `POWER`.
+        Power => "POWER",
+        /// Sent as `PRIVATE_BALCONY`.
+        PrivateBalcony => "PRIVATE_BALCONY",
+        /// Sent as `PRIVATE_PATIO`.
+        PrivatePatio => "PRIVATE_PATIO",
+        /// Sent as `RACQUETBALL`.
+        Racquetball => "RACQUETBALL",
+        /// Sent as `REC_ROOM`.
+        RecRoom => "REC_ROOM",
+        /// Sent as `RECYCLING`.
+        Recycling => "RECYCLING",
+        /// Sent as `REFRIGERATOR`.
+        Refrigerator => "REFRIGERATOR",
+        /// Sent as `SATELLITE`.
+        Satellite => "SATELLITE",
+        /// Sent as `SAUNA`.
+        Sauna => "SAUNA",
+        /// Sent as `SECURITY`.
+        Security => "SECURITY",
+        /// Sent as `SEWER`.
+        Sewer => "SEWER",
+        /// Sent as `SHORT_TERM_LEASE`.
+        ShortTermLease => "SHORT_TERM_LEASE",
+        /// Sent as `SKYLIGHT`.
+        Skylight => "SKYLIGHT",
+        /// Sent as `SMOKE_FREE`.
+        SmokeFree => "SMOKE_FREE",
+        /// Sent as `SNOW_REMOVAL`.
+        SnowRemoval => "SNOW_REMOVAL",
+        /// Sent as `SPA`.
+        Spa => "SPA",
+        /// Sent as `SPRINKLER_SYSTEM`.
+        SprinklerSystem => "SPRINKLER_SYSTEM",
+        /// Sent as `STORAGE_UNITS`.
+        StorageUnits => "STORAGE_UNITS",
+        /// Sent as `SUNDECK`.
+        Sundeck => "SUNDECK",
+        /// Sent as `TELEPHONE`.
+        Telephone => "TELEPHONE",
+        /// Sent as `TENNIS_COURT`.
+        TennisCourt => "TENNIS_COURT",
+        /// Sent as `TILE_FLOORING`.
+        TileFlooring => "TILE_FLOORING",
+        /// Sent as `TRANSPORTATION`.
+        Transportation => "TRANSPORTATION",
+        /// Sent as `TRASH`.
+        Trash => "TRASH",
+        /// Sent as `TV_LOUNGE`.
+        TvLounge => "TV_LOUNGE",
+        /// Sent as `VALET_TRASH`.
+        ValetTrash => "VALET_TRASH",
+        /// Sent as `VAULTED_CEILING`.
+        VaultedCeiling => "VAULTED_CEILING",
+        /// Sent as `VIEW`.
+        View => "VIEW",
+        /// Sent as `VINTAGE`.
+        Vintage => "VINTAGE",
+        /// Sent as `VINYL_FLOORING`.
+        VinylFlooring => "VINYL_FLOORING",
+        /// Sent as `VOLLEYBALL_COURT`.
+        VolleyballCourt => "VOLLEYBALL_COURT",
+        /// Sent as `WALK_IN_CLOSETS`.
+        WalkInClosets => "WALK_IN_CLOSETS",
+        /// Sent as `WASHER`.
+        Washer => "WASHER",
+        /// Sent as `WATER`.
+        Water => "WATER",
+        /// Sent as `WD_HOOKUP`.
+        WdHookup => "WD_HOOKUP",
+        /// Sent as `WD_IN_UNIT`.
+        WdInUnit => "WD_IN_UNIT",
+        /// Sent as `WHEEL_CHAIR`.
+        WheelChair => "WHEEL_CHAIR",
+        /// Sent as `WHEELCHAIR_ACCESS`.
+        WheelchairAccess => "WHEELCHAIR_ACCESS",
+        /// Sent as `WINDOW_COVERINGS`.
+        WindowCoverings => "WINDOW_COVERINGS",
+        /// Sent as `WIRELESS_INTERNET`.
+        WirelessInternet => "WIRELESS_INTERNET",
     }
 }

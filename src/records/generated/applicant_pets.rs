@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A applicant pet record (object `applicant-pets`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -78,22 +78,22 @@ struct ApplicantPetWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
-    age_in_years: Nullable<f64>,
-    breed: Nullable<String>,
-    color: Nullable<String>,
-    gender_raw: Nullable<String>,
-    is_declawed: Nullable<bool>,
-    is_fixed: Nullable<bool>,
-    is_service_animal: Nullable<bool>,
-    is_trained: Nullable<bool>,
-    is_vaccinated: Nullable<bool>,
-    name: Nullable<String>,
-    notes: Nullable<String>,
-    r#type: Nullable<String>,
-    weight_in_pounds: Nullable<f64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    age_in_years: Field<f64>,
+    breed: Field<String>,
+    color: Field<String>,
+    gender_raw: Field<String>,
+    is_declawed: Field<bool>,
+    is_fixed: Field<bool>,
+    is_service_animal: Field<bool>,
+    is_trained: Field<bool>,
+    is_vaccinated: Field<bool>,
+    name: Field<String>,
+    notes: Field<String>,
+    r#type: Field<String>,
+    weight_in_pounds: Field<f64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ApplicantPetWire> for ApplicantPet {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ApplicantPet, ApplicantToApplication, IncomeSource, IntegrationVendor, Screening};
-use crate::records::Nullable;
+use crate::Field;
 
 /// A applicant record (object `applicants`). Read in full at `GET /v1/applicants/{id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -154,41 +154,41 @@ struct ApplicantWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_unit_id: Nullable<String>,
-    x_lease_id: Nullable<String>,
-    x_lead_id: Nullable<String>,
+    x_unit_id: Field<String>,
+    x_lease_id: Field<String>,
+    x_lead_id: Field<String>,
     x_unit_id_preferred: Option<Vec<String>>,
-    address_1_alternate: Nullable<String>,
-    address_1: Nullable<String>,
-    address_2_alternate: Nullable<String>,
-    address_2: Nullable<String>,
+    address_1_alternate: Field<String>,
+    address_1: Field<String>,
+    address_2_alternate: Field<String>,
+    address_2: Field<String>,
     applications: Option<Vec<ApplicantToApplication>>,
-    city_alternate: Nullable<String>,
-    city: Nullable<String>,
-    country_alternate: Nullable<String>,
-    country: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    date_of_birth: Nullable<String>,
-    email_1: Nullable<String>,
-    email_2: Nullable<String>,
-    first_name: Nullable<String>,
+    city_alternate: Field<String>,
+    city: Field<String>,
+    country_alternate: Field<String>,
+    country: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    date_of_birth: Field<String>,
+    email_1: Field<String>,
+    email_2: Field<String>,
+    first_name: Field<String>,
     self_reported_income: Option<Vec<IncomeSource>>,
-    last_name: Nullable<String>,
-    middle_name: Nullable<String>,
-    notes: Nullable<String>,
-    phone_1_type: Nullable<ApplicantPhone1Type>,
-    phone_1: Nullable<String>,
-    phone_2_type: Nullable<ApplicantPhone2Type>,
-    phone_2: Nullable<String>,
-    state_alternate: Nullable<String>,
-    state: Nullable<String>,
-    type_normalized: Nullable<String>,
-    type_raw: Nullable<String>,
-    zip_alternate: Nullable<String>,
-    zip: Nullable<String>,
+    last_name: Field<String>,
+    middle_name: Field<String>,
+    notes: Field<String>,
+    phone_1_type: Field<ApplicantPhone1Type>,
+    phone_1: Field<String>,
+    phone_2_type: Field<ApplicantPhone2Type>,
+    phone_2: Field<String>,
+    state_alternate: Field<String>,
+    state: Field<String>,
+    type_normalized: Field<String>,
+    type_raw: Field<String>,
+    zip_alternate: Field<String>,
+    zip: Field<String>,
     pets: Option<Vec<ApplicantPet>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
@@ -248,58 +248,34 @@ impl From<ApplicantWire> for Applicant {
     }
 }
 
-/// The values of [`Applicant`](crate::records::Applicant)'s `phone_1_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ApplicantPhone1Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    ApplicantPhone1Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Applicant`](crate::records::Applicant)'s `phone_1_type`.
+    pub enum ApplicantPhone1Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }
 
-/// The values of [`Applicant`](crate::records::Applicant)'s `phone_2_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ApplicantPhone2Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    ApplicantPhone2Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Applicant`](crate::records::Applicant)'s `phone_2_type`.
+    pub enum ApplicantPhone2Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }

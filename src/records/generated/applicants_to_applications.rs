@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A applicant-to-application link record (object `applicants-to-applications`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -38,10 +38,10 @@ pub struct ApplicantToApplication {
 struct ApplicantToApplicationWire {
     applicant_id: Option<String>,
     application_id: Option<String>,
-    status: Nullable<String>,
-    status_raw: Nullable<String>,
-    status_normalized: Nullable<ApplicantToApplicationStatus>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    status: Field<String>,
+    status_raw: Field<String>,
+    status_normalized: Field<ApplicantToApplicationStatus>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ApplicantToApplicationWire> for ApplicantToApplication {
@@ -57,30 +57,18 @@ impl From<ApplicantToApplicationWire> for ApplicantToApplication {
     }
 }
 
-/// The values of [`ApplicantToApplication`](crate::records::ApplicantToApplication)'s `status_normalized`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ApplicantToApplicationStatus {
-    /// Sent as `APPROVED`.
-    Approved,
-    /// Sent as `DENIED`.
-    Denied,
-    /// Sent as `CANCELED`.
-    Canceled,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `PENDING`.
-    Pending,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    ApplicantToApplicationStatus {
-        Approved = "APPROVED",
-        Denied = "DENIED",
-        Canceled = "CANCELED",
-        Other = "OTHER",
-        Pending = "PENDING",
+crate::wire_enum::wire_enum! {
+    /// The values of [`ApplicantToApplication`](crate::records::ApplicantToApplication)'s `status_normalized`.
+    pub enum ApplicantToApplicationStatus {
+        /// Sent as `APPROVED`.
+        Approved => "APPROVED",
+        /// Sent as `DENIED`.
+        Denied => "DENIED",
+        /// Sent as `CANCELED`.
+        Canceled => "CANCELED",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `PENDING`.
+        Pending => "PENDING",
     }
 }

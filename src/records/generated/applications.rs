@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A application record (object `applications`). Read in full at `GET /v1/applications/{id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -67,18 +67,18 @@ struct ApplicationWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
-    x_location_id: Nullable<String>,
+    x_location_id: Field<String>,
     x_property_id: Option<String>,
-    x_unit_id: Nullable<String>,
+    x_unit_id: Field<String>,
     status: Option<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     applicants: Option<Vec<ApplicationApplicants>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
-    unit_id: Nullable<String>,
+    unit_id: Field<String>,
 }
 
 impl From<ApplicationWire> for Application {
@@ -134,10 +134,10 @@ pub struct ApplicationApplicants {
 struct ApplicationApplicantsWire {
     applicant_id: Option<String>,
     application_id: Option<String>,
-    status: Nullable<String>,
-    status_raw: Nullable<String>,
-    status_normalized: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    status: Field<String>,
+    status_raw: Field<String>,
+    status_normalized: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ApplicationApplicantsWire> for ApplicationApplicants {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A call log record (object `call-logs`). Read in full at `GET /v1/call-logs/{call_log_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -67,18 +67,18 @@ struct CallLogWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_lead_source_id: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    lead_source: Nullable<String>,
-    origin_phone_number: Nullable<String>,
+    x_location_id: Field<String>,
+    x_lead_source_id: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    lead_source: Field<String>,
+    origin_phone_number: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
-    lead_source_id: Nullable<String>,
+    lead_source_id: Field<String>,
 }
 
 impl From<CallLogWire> for CallLog {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A charge code record (object `charge-codes`). Read in full at `GET /v1/charge-codes/{charge_code_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -67,15 +67,15 @@ struct ChargeCodeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    debit_gl_account: Nullable<String>,
-    credit_gl_account: Nullable<String>,
-    name: Nullable<String>,
-    description: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_location_id: Field<String>,
+    debit_gl_account: Field<String>,
+    credit_gl_account: Field<String>,
+    name: Field<String>,
+    description: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

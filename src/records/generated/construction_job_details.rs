@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A construction job detail record (object `construction-job-details`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -70,16 +70,16 @@ struct ConstructionJobDetailWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    category_description: Nullable<String>,
-    cost_code: Nullable<String>,
-    original_budget_in_cents: Nullable<f64>,
-    revised_budget_in_cents: Nullable<f64>,
-    invoiced_total_in_cents: Nullable<f64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_location_id: Field<String>,
+    category_description: Field<String>,
+    cost_code: Field<String>,
+    original_budget_in_cents: Field<f64>,
+    revised_budget_in_cents: Field<f64>,
+    invoiced_total_in_cents: Field<f64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

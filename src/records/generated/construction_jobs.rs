@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A construction job record (object `construction-jobs`). Read in full at `GET /v1/construction-jobs/{construction_job_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -82,20 +82,20 @@ struct ConstructionJobWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_gl_account_id: Nullable<String>,
-    actual_end_date: Nullable<String>,
-    actual_start_date: Nullable<String>,
+    x_location_id: Field<String>,
+    x_gl_account_id: Field<String>,
+    actual_end_date: Field<String>,
+    actual_start_date: Field<String>,
     name: Option<String>,
-    planned_end_date: Nullable<String>,
-    planned_start_date: Nullable<String>,
-    status_normalized: Nullable<String>,
-    status_raw: Nullable<String>,
-    total_budget_in_cents: Nullable<f64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    planned_end_date: Field<String>,
+    planned_start_date: Field<String>,
+    status_normalized: Field<String>,
+    status_raw: Field<String>,
+    total_budget_in_cents: Field<f64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

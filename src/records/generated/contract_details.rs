@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A contract detail record (object `contract-details`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -85,21 +85,21 @@ struct ContractDetailWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_category_id: Nullable<String>,
-    x_financial_account_id: Nullable<String>,
-    category_description: Nullable<String>,
-    cost_code: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    invoiced_total_in_cents: Nullable<f64>,
-    notes: Nullable<String>,
-    retention_percent: Nullable<String>,
-    total_amount_in_cents: Nullable<f64>,
+    x_location_id: Field<String>,
+    x_category_id: Field<String>,
+    x_financial_account_id: Field<String>,
+    category_description: Field<String>,
+    cost_code: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    invoiced_total_in_cents: Field<f64>,
+    notes: Field<String>,
+    retention_percent: Field<String>,
+    total_amount_in_cents: Field<f64>,
     contract_id: Option<String>,
-    financial_account_id: Nullable<String>,
+    financial_account_id: Field<String>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

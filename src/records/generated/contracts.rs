@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A contract record (object `contracts`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -97,25 +97,25 @@ struct ContractWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_construction_job_id: Nullable<String>,
-    x_vendor_id: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    end_date: Nullable<String>,
-    expense_type: Nullable<String>,
-    invoiced_total_in_cents: Nullable<f64>,
-    notes: Nullable<String>,
-    original_amount_in_cents: Nullable<f64>,
-    retention_percent: Nullable<String>,
-    start_date: Nullable<String>,
-    status_normalized: Nullable<String>,
-    status_raw: Nullable<String>,
-    total_amount_in_cents: Nullable<f64>,
-    construction_job_id: Nullable<String>,
-    vendor_id: Nullable<String>,
+    x_location_id: Field<String>,
+    x_construction_job_id: Field<String>,
+    x_vendor_id: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    end_date: Field<String>,
+    expense_type: Field<String>,
+    invoiced_total_in_cents: Field<f64>,
+    notes: Field<String>,
+    original_amount_in_cents: Field<f64>,
+    retention_percent: Field<String>,
+    start_date: Field<String>,
+    status_normalized: Field<String>,
+    status_raw: Field<String>,
+    total_amount_in_cents: Field<f64>,
+    construction_job_id: Field<String>,
+    vendor_id: Field<String>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

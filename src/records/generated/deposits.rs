@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A deposit record (object `deposits`). Read in full at `GET /v1/deposits/{id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -91,24 +91,24 @@ struct DepositWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
     x_resident_id: Option<String>,
-    x_building_id: Nullable<String>,
-    x_deposit_type: Nullable<String>,
-    x_lease_id: Nullable<String>,
-    x_location_id: Nullable<String>,
-    amount_charged_in_cents: Nullable<f64>,
-    amount_paid_in_cents: Nullable<f64>,
-    amount_refunded_in_cents: Nullable<f64>,
-    notes: Nullable<String>,
-    refund_amount_due_in_cents: Nullable<f64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    integration_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_building_id: Field<String>,
+    x_deposit_type: Field<String>,
+    x_lease_id: Field<String>,
+    x_location_id: Field<String>,
+    amount_charged_in_cents: Field<f64>,
+    amount_paid_in_cents: Field<f64>,
+    amount_refunded_in_cents: Field<f64>,
+    notes: Field<String>,
+    refund_amount_due_in_cents: Field<f64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    integration_data: Field<serde_json::Map<String, serde_json::Value>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
-    lease_id: Nullable<String>,
+    lease_id: Field<String>,
     resident_id: Option<String>,
     property_id: Option<String>,
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A employee record (object `employees`). Read in full at `GET /v1/employees/{employee_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,13 +64,13 @@ struct EmployeeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    name: Nullable<String>,
-    email: Nullable<String>,
-    is_active: Nullable<bool>,
+    x_location_id: Field<String>,
+    name: Field<String>,
+    email: Field<String>,
+    is_active: Field<bool>,
     roles: Option<Vec<String>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

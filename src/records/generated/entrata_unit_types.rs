@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A entrata unit type record (object `entrata-unit-types`). Read in full at `GET /v1/unit-types/{unit_type_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -88,22 +88,22 @@ struct EntrataUnitTypeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
+    x_location_id: Field<String>,
     name: Option<String>,
-    bedrooms: Nullable<i64>,
-    bathrooms: Nullable<String>,
-    bathrooms_full: Nullable<i64>,
-    bathrooms_half: Nullable<i64>,
-    rentable_square_feet: Nullable<i64>,
-    gross_square_feet: Nullable<i64>,
-    rent_minimum_in_cents: Nullable<f64>,
-    rent_maximum_in_cents: Nullable<f64>,
-    unit_count: Nullable<i64>,
-    deposit_amount_in_cents: Nullable<f64>,
-    deposit_amount_raw: Nullable<String>,
+    bedrooms: Field<i64>,
+    bathrooms: Field<String>,
+    bathrooms_full: Field<i64>,
+    bathrooms_half: Field<i64>,
+    rentable_square_feet: Field<i64>,
+    gross_square_feet: Field<i64>,
+    rent_minimum_in_cents: Field<f64>,
+    rent_maximum_in_cents: Field<f64>,
+    unit_count: Field<i64>,
+    deposit_amount_in_cents: Field<f64>,
+    deposit_amount_raw: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

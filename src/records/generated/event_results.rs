@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A event result record (object `event-results`). Read in full at `GET /v1/event-results/{event_result_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -58,10 +58,10 @@ struct EventResultWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
+    x_location_id: Field<String>,
     name: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

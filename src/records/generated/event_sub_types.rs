@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A event sub type record (object `event-sub-types`). Read in full at `GET /v1/event-sub-types/{event_sub_type_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -61,16 +61,16 @@ struct EventSubTypeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_event_type_id: Nullable<String>,
+    x_location_id: Field<String>,
+    x_event_type_id: Field<String>,
     name: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
-    event_type_id: Nullable<String>,
+    event_type_id: Field<String>,
 }
 
 impl From<EventSubTypeWire> for EventSubType {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A event type record (object `event-types`). Read in full at `GET /v1/event-types/{event_type_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -61,11 +61,11 @@ struct EventTypeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    code: Nullable<String>,
+    x_location_id: Field<String>,
+    code: Field<String>,
     models: Option<Vec<String>>,
     name: Option<String>,
     integration_id: Option<String>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A event record (object `events`). Read in full at `GET /v1/events/{event_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -88,22 +88,22 @@ struct EventWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_leasing_agent_id: Nullable<String>,
-    x_type_id: Nullable<String>,
-    x_location_id: Nullable<String>,
-    event_name: Nullable<String>,
-    event_datetime: Nullable<String>,
-    appointment_datetime: Nullable<String>,
-    type_raw: Nullable<String>,
-    notes: Nullable<String>,
-    agent_name: Nullable<String>,
-    reasons_for_event: Nullable<String>,
-    associated_lead_ids: Nullable<Vec<String>>,
-    associated_applicant_ids: Nullable<Vec<String>>,
-    associated_resident_ids: Nullable<Vec<String>>,
+    x_leasing_agent_id: Field<String>,
+    x_type_id: Field<String>,
+    x_location_id: Field<String>,
+    event_name: Field<String>,
+    event_datetime: Field<String>,
+    appointment_datetime: Field<String>,
+    type_raw: Field<String>,
+    notes: Field<String>,
+    agent_name: Field<String>,
+    reasons_for_event: Field<String>,
+    associated_lead_ids: Field<Vec<String>>,
+    associated_applicant_ids: Field<Vec<String>>,
+    associated_resident_ids: Field<Vec<String>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A fee record (object `fees`). Read in full at `GET /v1/fees/{fee_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -88,25 +88,25 @@ struct FeeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_charge_code_id: Nullable<String>,
-    x_floor_plan_id: Nullable<String>,
-    x_unit_id: Nullable<String>,
-    amount_in_cents: Nullable<f64>,
-    amount_raw: Nullable<String>,
-    charge_code_name: Nullable<String>,
-    description: Nullable<String>,
-    name: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_location_id: Field<String>,
+    x_charge_code_id: Field<String>,
+    x_floor_plan_id: Field<String>,
+    x_unit_id: Field<String>,
+    amount_in_cents: Field<f64>,
+    amount_raw: Field<String>,
+    charge_code_name: Field<String>,
+    description: Field<String>,
+    name: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
-    floor_plan_id: Nullable<String>,
-    unit_id: Nullable<String>,
-    charge_code_id: Nullable<String>,
+    floor_plan_id: Field<String>,
+    unit_id: Field<String>,
+    charge_code_id: Field<String>,
 }
 
 impl From<FeeWire> for Fee {

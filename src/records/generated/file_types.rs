@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A file type record (object `file-types`). Read in full at `GET /v1/file-types/{file_type_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,11 +64,11 @@ struct FileTypeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    code: Nullable<String>,
+    x_location_id: Field<String>,
+    code: Field<String>,
     models: Option<Vec<String>>,
     name: Option<String>,
     r#type: Option<String>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A financial account record (object `financial-accounts`). Read in full at `GET /v1/financial-accounts/{financial_account_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,14 +64,14 @@ struct FinancialAccountWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    name: Nullable<String>,
-    status_raw: Nullable<String>,
-    account_number: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_location_id: Field<String>,
+    name: Field<String>,
+    status_raw: Field<String>,
+    account_number: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

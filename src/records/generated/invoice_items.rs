@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A invoice item record (object `invoice-items`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -59,17 +59,17 @@ pub struct InvoiceItem {
 struct InvoiceItemWire {
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_gl_account_id: Nullable<String>,
-    x_cash_financial_account_id: Nullable<String>,
+    x_location_id: Field<String>,
+    x_gl_account_id: Field<String>,
+    x_cash_financial_account_id: Field<String>,
     invoice_id: Option<String>,
-    construction_job_id: Nullable<String>,
-    amount_due_in_cents: Nullable<f64>,
-    notes: Nullable<String>,
-    total_amount_in_cents: Nullable<f64>,
+    construction_job_id: Field<String>,
+    amount_due_in_cents: Field<f64>,
+    notes: Field<String>,
+    total_amount_in_cents: Field<f64>,
     property_id: Option<String>,
-    financial_account_id: Nullable<String>,
-    cash_financial_account_id: Nullable<String>,
+    financial_account_id: Field<String>,
+    cash_financial_account_id: Field<String>,
 }
 
 impl From<InvoiceItemWire> for InvoiceItem {

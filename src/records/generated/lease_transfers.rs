@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A lease transfer record (object `lease-transfers`). Read in full at `GET /v1/lease-transfers/{lease_transfer_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -109,32 +109,32 @@ struct LeaseTransferWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
+    x_location_id: Field<String>,
     x_resident_id: Option<String>,
     x_lease_id_next: Option<String>,
-    x_lease_property_id_next: Nullable<String>,
+    x_lease_property_id_next: Field<String>,
     x_lease_id_previous: Option<String>,
-    x_lease_property_id_previous: Nullable<String>,
-    x_unit_id_next: Nullable<String>,
-    x_unit_id_previous: Nullable<String>,
-    resident_type: Nullable<String>,
-    resident_type_raw: Nullable<String>,
-    lease_status_next: Nullable<String>,
-    lease_status_next_raw: Nullable<String>,
-    lease_status_previous: Nullable<String>,
-    lease_status_previous_raw: Nullable<String>,
-    transfer_effective_date: Nullable<String>,
+    x_lease_property_id_previous: Field<String>,
+    x_unit_id_next: Field<String>,
+    x_unit_id_previous: Field<String>,
+    resident_type: Field<String>,
+    resident_type_raw: Field<String>,
+    lease_status_next: Field<String>,
+    lease_status_next_raw: Field<String>,
+    lease_status_previous: Field<String>,
+    lease_status_previous_raw: Field<String>,
+    transfer_effective_date: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
     resident_id: Option<String>,
     lease_id_next: Option<String>,
     lease_id_previous: Option<String>,
-    unit_id_next: Nullable<String>,
-    unit_id_previous: Nullable<String>,
+    unit_id_next: Field<String>,
+    unit_id_previous: Field<String>,
 }
 
 impl From<LeaseTransferWire> for LeaseTransfer {

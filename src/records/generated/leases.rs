@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{IntegrationVendor, LeaseService, ResidentToLease};
-use crate::records::Nullable;
+use crate::Field;
 
 /// A lease record (object `leases`). Read in full at `GET /v1/leases/{lease_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -148,41 +148,41 @@ struct LeaseWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_resident_id: Nullable<String>,
-    x_unit_id: Nullable<String>,
+    x_resident_id: Field<String>,
+    x_unit_id: Field<String>,
     residents_meta_data: Option<Vec<ResidentToLease>>,
-    application_date: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    deposit_amount: Nullable<String>,
-    deposit_amount_in_cents: Nullable<f64>,
-    deposit_date: Nullable<String>,
-    end_date: Nullable<String>,
-    realized_move_in_date: Nullable<String>,
-    realized_move_out_date: Nullable<String>,
-    rent_amount_in_cents: Nullable<f64>,
-    rent_amount_market_in_cents: Nullable<f64>,
-    rent_due_day: Nullable<i64>,
-    rent_due_date: Nullable<String>,
-    scheduled_move_in_date: Nullable<String>,
-    scheduled_move_out_date: Nullable<String>,
-    signature_date: Nullable<String>,
-    start_date: Nullable<String>,
-    status: Nullable<String>,
-    status_normalized: Nullable<LeaseStatus>,
-    status_raw: Nullable<String>,
-    term: Nullable<String>,
-    r#type: Nullable<String>,
-    unit_number: Nullable<String>,
-    write_off_amount_in_cents: Nullable<f64>,
-    write_off_amount_raw: Nullable<String>,
-    balance_amount_in_cents: Nullable<f64>,
-    balance_amount_raw: Nullable<String>,
-    past_due_balance_in_cents: Nullable<f64>,
-    past_due_balance_raw: Nullable<String>,
-    unit_id: Nullable<String>,
+    application_date: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    deposit_amount: Field<String>,
+    deposit_amount_in_cents: Field<f64>,
+    deposit_date: Field<String>,
+    end_date: Field<String>,
+    realized_move_in_date: Field<String>,
+    realized_move_out_date: Field<String>,
+    rent_amount_in_cents: Field<f64>,
+    rent_amount_market_in_cents: Field<f64>,
+    rent_due_day: Field<i64>,
+    rent_due_date: Field<String>,
+    scheduled_move_in_date: Field<String>,
+    scheduled_move_out_date: Field<String>,
+    signature_date: Field<String>,
+    start_date: Field<String>,
+    status: Field<String>,
+    status_normalized: Field<LeaseStatus>,
+    status_raw: Field<String>,
+    term: Field<String>,
+    r#type: Field<String>,
+    unit_number: Field<String>,
+    write_off_amount_in_cents: Field<f64>,
+    write_off_amount_raw: Field<String>,
+    balance_amount_in_cents: Field<f64>,
+    balance_amount_raw: Field<String>,
+    past_due_balance_in_cents: Field<f64>,
+    past_due_balance_raw: Field<String>,
+    unit_id: Field<String>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
@@ -238,30 +238,18 @@ impl From<LeaseWire> for Lease {
     }
 }
 
-/// The values of [`Lease`](crate::records::Lease)'s `status_normalized`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LeaseStatus {
-    /// Sent as `ACTIVE`.
-    Active,
-    /// Sent as `INACTIVE`.
-    Inactive,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `PENDING`.
-    Pending,
-    /// Sent as `EVICTED`.
-    Evicted,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    LeaseStatus {
-        Active = "ACTIVE",
-        Inactive = "INACTIVE",
-        Other = "OTHER",
-        Pending = "PENDING",
-        Evicted = "EVICTED",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Lease`](crate::records::Lease)'s `status_normalized`.
+    pub enum LeaseStatus {
+        /// Sent as `ACTIVE`.
+        Active => "ACTIVE",
+        /// Sent as `INACTIVE`.
+        Inactive => "INACTIVE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `PENDING`.
+        Pending => "PENDING",
+        /// Sent as `EVICTED`.
+        Evicted => "EVICTED",
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A location record (object `locations`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -75,18 +75,18 @@ struct LocationWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
     x_location_id: Option<String>,
-    name: Nullable<String>,
-    friendly_name: Nullable<String>,
-    is_main: Nullable<bool>,
-    is_twa_enabled: Nullable<bool>,
-    is_owa_enabled: Nullable<bool>,
-    is_echeck_enabled: Nullable<bool>,
-    ndt_username: Nullable<String>,
-    broadcast_username: Nullable<String>,
+    name: Field<String>,
+    friendly_name: Field<String>,
+    is_main: Field<bool>,
+    is_twa_enabled: Field<bool>,
+    is_owa_enabled: Field<bool>,
+    is_echeck_enabled: Field<bool>,
+    ndt_username: Field<String>,
+    broadcast_username: Field<String>,
     property_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<String>,

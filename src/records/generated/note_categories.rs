@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A note category record (object `note-categories`). Read in full at `GET /v1/note-categories/{note_category_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -58,11 +58,11 @@ struct NoteCategoryWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    is_active: Nullable<bool>,
+    x_location_id: Field<String>,
+    is_active: Field<bool>,
     name: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A owner record (object `owners`). Read in full at `GET /v1/owners/{owner_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -106,27 +106,27 @@ struct OwnerWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    address_1: Nullable<String>,
-    address_2: Nullable<String>,
-    city: Nullable<String>,
-    country: Nullable<String>,
-    state: Nullable<String>,
-    zip: Nullable<String>,
-    first_name: Nullable<String>,
-    middle_name: Nullable<String>,
-    last_name: Nullable<String>,
-    company_name: Nullable<String>,
-    notes: Nullable<String>,
-    email_1: Nullable<String>,
-    email_2: Nullable<String>,
-    phone_1: Nullable<String>,
-    phone_1_type: Nullable<OwnerPhone1Type>,
-    phone_2: Nullable<String>,
-    phone_2_type: Nullable<OwnerPhone2Type>,
+    x_location_id: Field<String>,
+    address_1: Field<String>,
+    address_2: Field<String>,
+    city: Field<String>,
+    country: Field<String>,
+    state: Field<String>,
+    zip: Field<String>,
+    first_name: Field<String>,
+    middle_name: Field<String>,
+    last_name: Field<String>,
+    company_name: Field<String>,
+    notes: Field<String>,
+    email_1: Field<String>,
+    email_2: Field<String>,
+    phone_1: Field<String>,
+    phone_1_type: Field<OwnerPhone1Type>,
+    phone_2: Field<String>,
+    phone_2_type: Field<OwnerPhone2Type>,
     associated_property_ids: Option<Vec<String>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
@@ -168,58 +168,34 @@ impl From<OwnerWire> for Owner {
     }
 }
 
-/// The values of [`Owner`](crate::records::Owner)'s `phone_1_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OwnerPhone1Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    OwnerPhone1Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Owner`](crate::records::Owner)'s `phone_1_type`.
+    pub enum OwnerPhone1Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }
 
-/// The values of [`Owner`](crate::records::Owner)'s `phone_2_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OwnerPhone2Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    OwnerPhone2Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Owner`](crate::records::Owner)'s `phone_2_type`.
+    pub enum OwnerPhone2Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A payable register item record (object `payable-register-items`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -62,18 +62,18 @@ pub struct PayableRegisterItem {
 struct PayableRegisterItemWire {
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_gl_account_id: Nullable<String>,
-    x_cash_financial_account_id: Nullable<String>,
+    x_location_id: Field<String>,
+    x_gl_account_id: Field<String>,
+    x_cash_financial_account_id: Field<String>,
     payable_register_id: Option<String>,
-    construction_job_id: Nullable<String>,
-    amount_due_in_cents: Nullable<f64>,
-    notes: Nullable<String>,
-    total_amount_in_cents: Nullable<f64>,
-    cost_code: Nullable<String>,
+    construction_job_id: Field<String>,
+    amount_due_in_cents: Field<f64>,
+    notes: Field<String>,
+    total_amount_in_cents: Field<f64>,
+    cost_code: Field<String>,
     property_id: Option<String>,
-    financial_account_id: Nullable<String>,
-    cash_financial_account_id: Nullable<String>,
+    financial_account_id: Field<String>,
+    cash_financial_account_id: Field<String>,
 }
 
 impl From<PayableRegisterItemWire> for PayableRegisterItem {

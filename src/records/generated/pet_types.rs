@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A pet type record (object `pet-types`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -61,19 +61,19 @@ pub struct PetType {
 #[serde(default)]
 struct PetTypeWire {
     name: Option<String>,
-    is_allowed: Nullable<bool>,
-    description: Nullable<String>,
-    notes: Nullable<String>,
-    deposit_raw: Nullable<String>,
-    deposit_in_cents: Nullable<f64>,
-    fee_raw: Nullable<String>,
-    fee_in_cents: Nullable<f64>,
-    fee_min_raw: Nullable<String>,
-    fee_min_in_cents: Nullable<f64>,
-    fee_max_raw: Nullable<String>,
-    fee_max_in_cents: Nullable<f64>,
-    rent_amount_raw: Nullable<String>,
-    rent_amount_in_cents: Nullable<f64>,
+    is_allowed: Field<bool>,
+    description: Field<String>,
+    notes: Field<String>,
+    deposit_raw: Field<String>,
+    deposit_in_cents: Field<f64>,
+    fee_raw: Field<String>,
+    fee_in_cents: Field<f64>,
+    fee_min_raw: Field<String>,
+    fee_min_in_cents: Field<f64>,
+    fee_max_raw: Field<String>,
+    fee_max_in_cents: Field<f64>,
+    rent_amount_raw: Field<String>,
+    rent_amount_in_cents: Field<f64>,
 }
 
 impl From<PetTypeWire> for PetType {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{IntegrationVendor, PetType};
-use crate::records::Nullable;
+use crate::Field;
 
 /// A property record (object `properties`). Read in full at `GET /v1/properties/{id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -158,42 +158,42 @@ struct PropertyWire {
     property_id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
-    x_created_at: Nullable<String>,
+    last_seen: Field<String>,
+    x_created_at: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_building_id: Nullable<String>,
-    building_number: Nullable<String>,
-    city: Nullable<String>,
-    code: Nullable<String>,
-    country: Nullable<String>,
-    county: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    is_active: Nullable<bool>,
-    manager_email: Nullable<String>,
-    manager_name: Nullable<String>,
-    manager_phone_1: Nullable<String>,
-    manager_phone_1_type: Nullable<PropertyManagerPhone1Type>,
-    manager_phone_2: Nullable<String>,
-    manager_phone_2_type: Nullable<PropertyManagerPhone2Type>,
-    name: Nullable<String>,
-    notes: Nullable<String>,
-    number_of_units: Nullable<i64>,
-    square_footage: Nullable<i64>,
-    square_feet: Nullable<i64>,
-    state: Nullable<String>,
-    street_address_1: Nullable<String>,
-    street_address_2: Nullable<String>,
-    address_1: Nullable<String>,
-    address_2: Nullable<String>,
-    r#type: Nullable<String>,
-    type_raw: Nullable<String>,
-    type_normalized: Nullable<PropertyType>,
-    website: Nullable<String>,
-    year_built: Nullable<i64>,
-    zip: Nullable<String>,
-    long_description: Nullable<String>,
-    short_description: Nullable<String>,
+    x_building_id: Field<String>,
+    building_number: Field<String>,
+    city: Field<String>,
+    code: Field<String>,
+    country: Field<String>,
+    county: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    is_active: Field<bool>,
+    manager_email: Field<String>,
+    manager_name: Field<String>,
+    manager_phone_1: Field<String>,
+    manager_phone_1_type: Field<PropertyManagerPhone1Type>,
+    manager_phone_2: Field<String>,
+    manager_phone_2_type: Field<PropertyManagerPhone2Type>,
+    name: Field<String>,
+    notes: Field<String>,
+    number_of_units: Field<i64>,
+    square_footage: Field<i64>,
+    square_feet: Field<i64>,
+    state: Field<String>,
+    street_address_1: Field<String>,
+    street_address_2: Field<String>,
+    address_1: Field<String>,
+    address_2: Field<String>,
+    r#type: Field<String>,
+    type_raw: Field<String>,
+    type_normalized: Field<PropertyType>,
+    website: Field<String>,
+    year_built: Field<i64>,
+    zip: Field<String>,
+    long_description: Field<String>,
+    short_description: Field<String>,
     office_hours: Option<Vec<PropertyOfficeHours>>,
     pet_types: Option<Vec<PetType>>,
     associated_owner_ids: Option<Vec<String>>,
@@ -253,124 +253,73 @@ impl From<PropertyWire> for Property {
     }
 }
 
-/// The values of [`Property`](crate::records::Property)'s `manager_phone_1_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PropertyManagerPhone1Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    PropertyManagerPhone1Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Property`](crate::records::Property)'s `manager_phone_1_type`.
+    pub enum PropertyManagerPhone1Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }
 
-/// The values of [`Property`](crate::records::Property)'s `manager_phone_2_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PropertyManagerPhone2Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    PropertyManagerPhone2Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Property`](crate::records::Property)'s `manager_phone_2_type`.
+    pub enum PropertyManagerPhone2Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }
 
-/// The values of [`Property`](crate::records::Property)'s `type_normalized`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PropertyType {
-    /// Sent as `SINGLE_FAMILY`.
-    SingleFamily,
-    /// Sent as `MULTI_FAMILY`.
-    MultiFamily,
-    /// Sent as `STUDENT_HOUSING`.
-    StudentHousing,
-    /// Sent as `VACATION`.
-    Vacation,
-    /// Sent as `COMMERCIAL`.
-    Commercial,
-    /// Sent as `OTHER`.
-    Other,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    PropertyType {
-        SingleFamily = "SINGLE_FAMILY",
-        MultiFamily = "MULTI_FAMILY",
-        StudentHousing = "STUDENT_HOUSING",
-        Vacation = "VACATION",
-        Commercial = "COMMERCIAL",
-        Other = "OTHER",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Property`](crate::records::Property)'s `type_normalized`.
+    pub enum PropertyType {
+        /// Sent as `SINGLE_FAMILY`.
+        SingleFamily => "SINGLE_FAMILY",
+        /// Sent as `MULTI_FAMILY`.
+        MultiFamily => "MULTI_FAMILY",
+        /// Sent as `STUDENT_HOUSING`.
+        StudentHousing => "STUDENT_HOUSING",
+        /// Sent as `VACATION`.
+        Vacation => "VACATION",
+        /// Sent as `COMMERCIAL`.
+        Commercial => "COMMERCIAL",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
     }
 }
 
-/// The values of [`PropertyOfficeHours`](crate::records::PropertyOfficeHours)'s `day_of_week`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PropertyOfficeHoursDayOfWeek {
-    /// Sent as `SUNDAY`.
-    Sunday,
-    /// Sent as `MONDAY`.
-    Monday,
-    /// Sent as `TUESDAY`.
-    Tuesday,
-    /// Sent as `WEDNESDAY`.
-    Wednesday,
-    /// Sent as `THURSDAY`.
-    Thursday,
-    /// Sent as `FRIDAY`.
-    Friday,
-    /// Sent as `SATURDAY`.
-    Saturday,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    PropertyOfficeHoursDayOfWeek {
-        Sunday = "SUNDAY",
-        Monday = "MONDAY",
-        Tuesday = "TUESDAY",
-        Wednesday = "WEDNESDAY",
-        Thursday = "THURSDAY",
-        Friday = "FRIDAY",
-        Saturday = "SATURDAY",
+crate::wire_enum::wire_enum! {
+    /// The values of [`PropertyOfficeHours`](crate::records::PropertyOfficeHours)'s `day_of_week`.
+    pub enum PropertyOfficeHoursDayOfWeek {
+        /// Sent as `SUNDAY`.
+        Sunday => "SUNDAY",
+        /// Sent as `MONDAY`.
+        Monday => "MONDAY",
+        /// Sent as `TUESDAY`.
+        Tuesday => "TUESDAY",
+        /// Sent as `WEDNESDAY`.
+        Wednesday => "WEDNESDAY",
+        /// Sent as `THURSDAY`.
+        Thursday => "THURSDAY",
+        /// Sent as `FRIDAY`.
+        Friday => "FRIDAY",
+        /// Sent as `SATURDAY`.
+        Saturday => "SATURDAY",
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A property list record (object `property-lists`). Read in full at `GET /v1/property-lists/{property_list_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -58,12 +58,12 @@ struct PropertyListWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    name: Nullable<String>,
-    associated_property_ids: Nullable<Vec<String>>,
+    x_location_id: Field<String>,
+    name: Field<String>,
+    associated_property_ids: Field<Vec<String>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

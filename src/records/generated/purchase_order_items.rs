@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A purchase order item record (object `purchase-order-items`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -88,21 +88,21 @@ struct PurchaseOrderItemWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    description: Nullable<String>,
-    stock_code: Nullable<String>,
-    quantity_ordered: Nullable<String>,
-    unit_price_in_cents: Nullable<f64>,
-    total_cost_in_cents: Nullable<f64>,
-    cost_code: Nullable<String>,
-    category_code: Nullable<String>,
+    x_location_id: Field<String>,
+    description: Field<String>,
+    stock_code: Field<String>,
+    quantity_ordered: Field<String>,
+    unit_price_in_cents: Field<f64>,
+    total_cost_in_cents: Field<f64>,
+    cost_code: Field<String>,
+    category_code: Field<String>,
     purchase_order_id: Option<String>,
-    construction_job_id: Nullable<String>,
-    financial_account_id: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    construction_job_id: Field<String>,
+    financial_account_id: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     associated_invoice_ids: Option<Vec<String>>,
     property_id: Option<String>,
     integration_id: Option<String>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A recurring resident charge record (object `recurring-resident-charges`). Read in full at `GET /v1/recurring-resident-charges/{recurring_resident_charge_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -103,27 +103,27 @@ struct RecurringResidentChargeWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_charge_code_id: Nullable<String>,
-    x_financial_account_id: Nullable<String>,
-    x_lease_id: Nullable<String>,
-    amount_in_cents: Nullable<f64>,
-    amount_raw: Nullable<String>,
-    is_active: Nullable<bool>,
-    description: Nullable<String>,
-    reference_number: Nullable<String>,
-    start_date: Nullable<String>,
-    end_date: Nullable<String>,
-    frequency_raw: Nullable<String>,
-    frequency_normalized: Nullable<RecurringResidentChargeFrequency>,
-    charge_due_day: Nullable<i64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    financial_account_id: Nullable<String>,
-    lease_id: Nullable<String>,
-    charge_code_id: Nullable<String>,
+    x_location_id: Field<String>,
+    x_charge_code_id: Field<String>,
+    x_financial_account_id: Field<String>,
+    x_lease_id: Field<String>,
+    amount_in_cents: Field<f64>,
+    amount_raw: Field<String>,
+    is_active: Field<bool>,
+    description: Field<String>,
+    reference_number: Field<String>,
+    start_date: Field<String>,
+    end_date: Field<String>,
+    frequency_raw: Field<String>,
+    frequency_normalized: Field<RecurringResidentChargeFrequency>,
+    charge_due_day: Field<i64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    financial_account_id: Field<String>,
+    lease_id: Field<String>,
+    charge_code_id: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
@@ -163,27 +163,16 @@ impl From<RecurringResidentChargeWire> for RecurringResidentCharge {
     }
 }
 
-/// The values of [`RecurringResidentCharge`](crate::records::RecurringResidentCharge)'s `frequency_normalized`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RecurringResidentChargeFrequency {
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WEEKLY`.
-    Weekly,
-    /// Sent as `MONTHLY`.
-    Monthly,
-    /// Sent as `DAILY`.
-    Daily,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    RecurringResidentChargeFrequency {
-        Other = "OTHER",
-        Weekly = "WEEKLY",
-        Monthly = "MONTHLY",
-        Daily = "DAILY",
+crate::wire_enum::wire_enum! {
+    /// The values of [`RecurringResidentCharge`](crate::records::RecurringResidentCharge)'s `frequency_normalized`.
+    pub enum RecurringResidentChargeFrequency {
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WEEKLY`.
+        Weekly => "WEEKLY",
+        /// Sent as `MONTHLY`.
+        Monthly => "MONTHLY",
+        /// Sent as `DAILY`.
+        Daily => "DAILY",
     }
 }

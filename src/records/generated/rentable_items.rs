@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A rentable item record (object `rentable-items`). Read in full at `GET /v1/rentable-items/{rentable_item_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -97,28 +97,28 @@ struct RentableItemWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_applicant_id: Nullable<String>,
-    x_lead_id: Nullable<String>,
-    x_resident_id: Nullable<String>,
-    x_type_id: Nullable<String>,
-    x_charge_code_id: Nullable<String>,
-    amount_in_cents: Nullable<f64>,
-    description: Nullable<String>,
-    name: Nullable<String>,
-    is_available: Nullable<bool>,
-    reserved_until_date: Nullable<String>,
-    r#type: Nullable<String>,
+    x_location_id: Field<String>,
+    x_applicant_id: Field<String>,
+    x_lead_id: Field<String>,
+    x_resident_id: Field<String>,
+    x_type_id: Field<String>,
+    x_charge_code_id: Field<String>,
+    amount_in_cents: Field<f64>,
+    description: Field<String>,
+    name: Field<String>,
+    is_available: Field<bool>,
+    reserved_until_date: Field<String>,
+    r#type: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
-    applicant_id: Nullable<String>,
-    lead_id: Nullable<String>,
-    resident_id: Nullable<String>,
-    charge_code_id: Nullable<String>,
+    applicant_id: Field<String>,
+    lead_id: Field<String>,
+    resident_id: Field<String>,
+    charge_code_id: Field<String>,
 }
 
 impl From<RentableItemWire> for RentableItem {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A rentvine application template record (object `rentvine-application-templates`). Read in full at `GET /v1/application-templates/{application_template_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -61,13 +61,13 @@ struct RentvineApplicationTemplateWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
+    x_location_id: Field<String>,
     name: Option<String>,
-    is_active: Nullable<bool>,
-    is_default: Nullable<bool>,
+    is_active: Field<bool>,
+    is_default: Field<bool>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A resident insurance record (object `resident-insurance`). Read in full at `GET /v1/resident-insurance/{resident_insurance_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -97,28 +97,28 @@ struct ResidentInsuranceWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    x_unit_id: Nullable<String>,
-    x_lease_id: Nullable<String>,
-    x_resident_id: Nullable<String>,
-    provider: Nullable<String>,
-    insurance_type: Nullable<String>,
-    policy_number: Nullable<String>,
-    effective_date: Nullable<String>,
-    expiration_date: Nullable<String>,
-    cancellation_date: Nullable<String>,
-    liability_amount_in_cents: Nullable<f64>,
-    liability_amount_raw: Nullable<String>,
-    notes: Nullable<String>,
+    x_location_id: Field<String>,
+    x_unit_id: Field<String>,
+    x_lease_id: Field<String>,
+    x_resident_id: Field<String>,
+    provider: Field<String>,
+    insurance_type: Field<String>,
+    policy_number: Field<String>,
+    effective_date: Field<String>,
+    expiration_date: Field<String>,
+    cancellation_date: Field<String>,
+    liability_amount_in_cents: Field<f64>,
+    liability_amount_raw: Field<String>,
+    notes: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
-    unit_id: Nullable<String>,
-    lease_id: Nullable<String>,
-    resident_id: Nullable<String>,
+    unit_id: Field<String>,
+    lease_id: Field<String>,
+    resident_id: Field<String>,
 }
 
 impl From<ResidentInsuranceWire> for ResidentInsurance {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A resident pet record (object `resident-pets`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -66,18 +66,18 @@ struct ResidentPetWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
-    name: Nullable<String>,
-    r#type: Nullable<String>,
-    breed: Nullable<String>,
-    gender_raw: Nullable<String>,
-    age_in_years: Nullable<f64>,
-    weight_in_pounds: Nullable<f64>,
-    is_fixed: Nullable<bool>,
-    is_service_animal: Nullable<bool>,
-    notes: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    name: Field<String>,
+    r#type: Field<String>,
+    breed: Field<String>,
+    gender_raw: Field<String>,
+    age_in_years: Field<f64>,
+    weight_in_pounds: Field<f64>,
+    is_fixed: Field<bool>,
+    is_service_animal: Field<bool>,
+    notes: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ResidentPetWire> for ResidentPet {

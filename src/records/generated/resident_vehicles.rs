@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A resident vehicle record (object `resident-vehicles`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -60,16 +60,16 @@ struct ResidentVehicleWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
-    make: Nullable<String>,
-    model: Nullable<String>,
-    color: Nullable<String>,
-    year: Nullable<String>,
-    license_plate_number: Nullable<String>,
-    license_plate_state: Nullable<String>,
-    notes: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    make: Field<String>,
+    model: Field<String>,
+    color: Field<String>,
+    year: Field<String>,
+    license_plate_number: Field<String>,
+    license_plate_state: Field<String>,
+    notes: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ResidentVehicleWire> for ResidentVehicle {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{IntegrationVendor, ResidentPet, ResidentToLease, ResidentVehicle};
-use crate::records::Nullable;
+use crate::Field;
 
 /// A resident record (object `residents`). Read in full at `GET /v1/residents/{id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -139,37 +139,37 @@ struct ResidentWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
-    x_lease_id: Nullable<String>,
+    x_lease_id: Field<String>,
     leases_meta_data: Option<Vec<ResidentToLease>>,
-    address_1_alternate: Nullable<String>,
-    address_1: Nullable<String>,
-    address_2_alternate: Nullable<String>,
-    address_2: Nullable<String>,
-    balance_in_cents: Nullable<f64>,
-    city_alternate: Nullable<String>,
-    city: Nullable<String>,
-    country_alternate: Nullable<String>,
-    country: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
-    date_of_birth: Nullable<String>,
-    email_1: Nullable<String>,
-    email_2: Nullable<String>,
-    first_name: Nullable<String>,
-    is_employee: Nullable<bool>,
-    last_name: Nullable<String>,
-    late_balance_in_cents: Nullable<f64>,
-    middle_name: Nullable<String>,
-    notes: Nullable<String>,
-    phone_1_type: Nullable<ResidentPhone1Type>,
-    phone_1: Nullable<String>,
-    phone_2_type: Nullable<ResidentPhone2Type>,
-    phone_2: Nullable<String>,
-    state_alternate: Nullable<String>,
-    state: Nullable<String>,
-    zip_alternate: Nullable<String>,
-    zip: Nullable<String>,
+    address_1_alternate: Field<String>,
+    address_1: Field<String>,
+    address_2_alternate: Field<String>,
+    address_2: Field<String>,
+    balance_in_cents: Field<f64>,
+    city_alternate: Field<String>,
+    city: Field<String>,
+    country_alternate: Field<String>,
+    country: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
+    date_of_birth: Field<String>,
+    email_1: Field<String>,
+    email_2: Field<String>,
+    first_name: Field<String>,
+    is_employee: Field<bool>,
+    last_name: Field<String>,
+    late_balance_in_cents: Field<f64>,
+    middle_name: Field<String>,
+    notes: Field<String>,
+    phone_1_type: Field<ResidentPhone1Type>,
+    phone_1: Field<String>,
+    phone_2_type: Field<ResidentPhone2Type>,
+    phone_2: Field<String>,
+    state_alternate: Field<String>,
+    state: Field<String>,
+    zip_alternate: Field<String>,
+    zip: Field<String>,
     pets: Option<Vec<ResidentPet>>,
     vehicles: Option<Vec<ResidentVehicle>>,
     integration_id: Option<String>,
@@ -223,58 +223,34 @@ impl From<ResidentWire> for Resident {
     }
 }
 
-/// The values of [`Resident`](crate::records::Resident)'s `phone_1_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ResidentPhone1Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    ResidentPhone1Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Resident`](crate::records::Resident)'s `phone_1_type`.
+    pub enum ResidentPhone1Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }
 
-/// The values of [`Resident`](crate::records::Resident)'s `phone_2_type`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ResidentPhone2Type {
-    /// Sent as `FAX`.
-    Fax,
-    /// Sent as `HOME`.
-    Home,
-    /// Sent as `MOBILE`.
-    Mobile,
-    /// Sent as `OTHER`.
-    Other,
-    /// Sent as `WORK`.
-    Work,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    ResidentPhone2Type {
-        Fax = "FAX",
-        Home = "HOME",
-        Mobile = "MOBILE",
-        Other = "OTHER",
-        Work = "WORK",
+crate::wire_enum::wire_enum! {
+    /// The values of [`Resident`](crate::records::Resident)'s `phone_2_type`.
+    pub enum ResidentPhone2Type {
+        /// Sent as `FAX`.
+        Fax => "FAX",
+        /// Sent as `HOME`.
+        Home => "HOME",
+        /// Sent as `MOBILE`.
+        Mobile => "MOBILE",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
+        /// Sent as `WORK`.
+        Work => "WORK",
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A resident-to-lease link record (object `residents-to-leases`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -43,12 +43,12 @@ pub struct ResidentToLease {
 #[serde(default)]
 struct ResidentToLeaseWire {
     resident_id: Option<String>,
-    x_resident_type: Nullable<String>,
-    resident_type_normalized: Nullable<ResidentToLeaseResidentType>,
-    move_in_date: Nullable<String>,
-    move_out_date: Nullable<String>,
-    notice_date: Nullable<String>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_resident_type: Field<String>,
+    resident_type_normalized: Field<ResidentToLeaseResidentType>,
+    move_in_date: Field<String>,
+    move_out_date: Field<String>,
+    notice_date: Field<String>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     lease_id: Option<String>,
 }
 
@@ -67,27 +67,16 @@ impl From<ResidentToLeaseWire> for ResidentToLease {
     }
 }
 
-/// The values of [`ResidentToLease`](crate::records::ResidentToLease)'s `resident_type_normalized`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ResidentToLeaseResidentType {
-    /// Sent as `PRIMARY`.
-    Primary,
-    /// Sent as `SECONDARY`.
-    Secondary,
-    /// Sent as `GUARANTOR`.
-    Guarantor,
-    /// Sent as `OTHER`.
-    Other,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    ResidentToLeaseResidentType {
-        Primary = "PRIMARY",
-        Secondary = "SECONDARY",
-        Guarantor = "GUARANTOR",
-        Other = "OTHER",
+crate::wire_enum::wire_enum! {
+    /// The values of [`ResidentToLease`](crate::records::ResidentToLease)'s `resident_type_normalized`.
+    pub enum ResidentToLeaseResidentType {
+        /// Sent as `PRIMARY`.
+        Primary => "PRIMARY",
+        /// Sent as `SECONDARY`.
+        Secondary => "SECONDARY",
+        /// Sent as `GUARANTOR`.
+        Guarantor => "GUARANTOR",
+        /// Sent as `OTHER`.
+        Other => "OTHER",
     }
 }

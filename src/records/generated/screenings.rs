@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A screening record (object `screenings`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -40,8 +40,8 @@ struct ScreeningWire {
     created_at: Option<String>,
     last_seen: Option<String>,
     x_id: Option<String>,
-    status_raw: Nullable<String>,
-    screening_date: Nullable<String>,
+    status_raw: Field<String>,
+    screening_date: Field<String>,
 }
 
 impl From<ScreeningWire> for Screening {

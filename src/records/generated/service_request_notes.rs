@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A service request note record (object `service-request-notes`). Read in full at `GET /v1/service-request-history/{service_request_history_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -67,14 +67,14 @@ struct ServiceRequestNoteWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
-    x_created_at: Nullable<String>,
+    last_seen: Field<String>,
+    x_created_at: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    notes: Nullable<String>,
-    status_raw: Nullable<String>,
-    creator_name: Nullable<String>,
+    x_location_id: Field<String>,
+    notes: Field<String>,
+    status_raw: Field<String>,
+    creator_name: Field<String>,
     service_request_id: Option<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,

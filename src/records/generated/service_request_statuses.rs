@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A service request status record (object `service-request-statuses`). Read in full at `GET /v1/service-request-statuses/{service_request_status_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,14 +64,14 @@ struct ServiceRequestStatusWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    code: Nullable<String>,
-    description: Nullable<String>,
-    is_active: Nullable<bool>,
-    name: Nullable<String>,
+    x_location_id: Field<String>,
+    code: Field<String>,
+    description: Field<String>,
+    is_active: Field<bool>,
+    name: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

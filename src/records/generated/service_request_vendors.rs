@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A service request vendor record (object `service-request-vendors`). Read in full at `GET /v1/vendors/{vendor_id}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -79,19 +79,19 @@ struct ServiceRequestVendorWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    account_number: Nullable<String>,
-    is_active: Nullable<bool>,
-    name: Nullable<String>,
-    notes: Nullable<String>,
-    tax_id: Nullable<String>,
-    third_party_id: Nullable<String>,
-    r#type: Nullable<String>,
+    x_location_id: Field<String>,
+    account_number: Field<String>,
+    is_active: Field<bool>,
+    name: Field<String>,
+    notes: Field<String>,
+    tax_id: Field<String>,
+    third_party_id: Field<String>,
+    r#type: Field<String>,
     contacts: Option<Vec<ServiceRequestVendorContacts>>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,
@@ -167,17 +167,17 @@ pub struct ServiceRequestVendorContacts {
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct ServiceRequestVendorContactsWire {
-    address_1: Nullable<String>,
-    address_2: Nullable<String>,
-    city: Nullable<String>,
-    country: Nullable<String>,
-    state: Nullable<String>,
-    zip: Nullable<String>,
-    phone: Nullable<String>,
-    phone_type: Nullable<String>,
-    email: Nullable<String>,
-    is_primary: Nullable<bool>,
-    name: Nullable<String>,
+    address_1: Field<String>,
+    address_2: Field<String>,
+    city: Field<String>,
+    country: Field<String>,
+    state: Field<String>,
+    zip: Field<String>,
+    phone: Field<String>,
+    phone_type: Field<String>,
+    email: Field<String>,
+    is_primary: Field<bool>,
+    name: Field<String>,
 }
 
 impl From<ServiceRequestVendorContactsWire> for ServiceRequestVendorContacts {

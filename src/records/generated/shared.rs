@@ -4,54 +4,35 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
-/// The values of `integration_vendor`. Used by 58 fields across the records.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum IntegrationVendor {
-    /// Sent as `SAMPLE2`.
-    Sample2,
-    /// Sent as `BUILDIUM`.
-    Buildium,
-    /// Sent as `ENTRATA`.
-    Entrata,
-    /// Sent as `MRI`.
-    Mri,
-    /// Sent as `PROPERTYWARE`.
-    Propertyware,
-    /// Sent as `PROPERTYWARE_REST`.
-    PropertywareRest,
-    /// Sent as `REALPAGE`.
-    Realpage,
-    /// Sent as `REALPAGE_RPX`.
-    RealpageRpx,
-    /// Sent as `RENTMANAGER`.
-    Rentmanager,
-    /// Sent as `RENTVINE`.
-    Rentvine,
-    /// Sent as `RESMAN`.
-    Resman,
-    /// Sent as `SAMPLE1`.
-    Sample1,
-    /// A value this version of the crate does not know, as received.
-    Unknown(String),
-}
-
-wire_enum! {
-    IntegrationVendor {
-        Sample2 = "SAMPLE2",
-        Buildium = "BUILDIUM",
-        Entrata = "ENTRATA",
-        Mri = "MRI",
-        Propertyware = "PROPERTYWARE",
-        PropertywareRest = "PROPERTYWARE_REST",
-        Realpage = "REALPAGE",
-        RealpageRpx = "REALPAGE_RPX",
-        Rentmanager = "RENTMANAGER",
-        Rentvine = "RENTVINE",
-        Resman = "RESMAN",
-        Sample1 = "SAMPLE1",
+crate::wire_enum::wire_enum! {
+    /// The values of `integration_vendor`. Used by 58 fields across the records.
+    pub enum IntegrationVendor {
+        /// Sent as `SAMPLE2`.
+        Sample2 => "SAMPLE2",
+        /// Sent as `BUILDIUM`.
+        Buildium => "BUILDIUM",
+        /// Sent as `ENTRATA`.
+        Entrata => "ENTRATA",
+        /// Sent as `MRI`.
+        Mri => "MRI",
+        /// Sent as `PROPERTYWARE`.
+        Propertyware => "PROPERTYWARE",
+        /// Sent as `PROPERTYWARE_REST`.
+        PropertywareRest => "PROPERTYWARE_REST",
+        /// Sent as `REALPAGE`.
+        Realpage => "REALPAGE",
+        /// Sent as `REALPAGE_RPX`.
+        RealpageRpx => "REALPAGE_RPX",
+        /// Sent as `RENTMANAGER`.
+        Rentmanager => "RENTMANAGER",
+        /// Sent as `RENTVINE`.
+        Rentvine => "RENTVINE",
+        /// Sent as `RESMAN`.
+        Resman => "RESMAN",
+        /// Sent as `SAMPLE1`.
+        Sample1 => "SAMPLE1",
     }
 }
 
@@ -78,10 +59,10 @@ pub struct IncomeSource {
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct IncomeSourceWire {
-    amount_in_cents: Nullable<f64>,
-    amount_raw: Nullable<String>,
-    type_normalized: Nullable<String>,
-    type_raw: Nullable<String>,
+    amount_in_cents: Field<f64>,
+    amount_raw: Field<String>,
+    type_normalized: Field<String>,
+    type_raw: Field<String>,
 }
 
 impl From<IncomeSourceWire> for IncomeSource {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A timezone record (object `timezones`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,14 +64,14 @@ struct TimezoneWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_location_id: Nullable<String>,
-    is_active: Nullable<bool>,
-    observes_daylight_savings: Nullable<bool>,
-    offset: Nullable<String>,
-    server_time_error_seconds: Nullable<f64>,
+    x_location_id: Field<String>,
+    is_active: Field<bool>,
+    observes_daylight_savings: Field<bool>,
+    offset: Field<String>,
+    server_time_error_seconds: Field<f64>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
     property_id: Option<String>,

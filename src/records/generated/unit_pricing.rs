@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::IntegrationVendor;
-use crate::records::Nullable;
+use crate::Field;
 
 /// A unit pricing record (object `unit-pricing`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -79,20 +79,20 @@ struct UnitPricingWire {
     id: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
-    last_seen: Nullable<String>,
+    last_seen: Field<String>,
     x_id: Option<String>,
     x_property_id: Option<String>,
-    x_listing_id: Nullable<String>,
-    base_rent_in_cents: Nullable<f64>,
-    concession_in_cents: Nullable<f64>,
-    effective_rent_in_cents: Nullable<f64>,
-    start_date: Nullable<String>,
-    end_date: Nullable<String>,
-    available_date: Nullable<String>,
-    lease_term_in_months: Nullable<i64>,
-    custom_data: Nullable<serde_json::Map<String, serde_json::Value>>,
+    x_listing_id: Field<String>,
+    base_rent_in_cents: Field<f64>,
+    concession_in_cents: Field<f64>,
+    effective_rent_in_cents: Field<f64>,
+    start_date: Field<String>,
+    end_date: Field<String>,
+    available_date: Field<String>,
+    lease_term_in_months: Field<i64>,
+    custom_data: Field<serde_json::Map<String, serde_json::Value>>,
     property_id: Option<String>,
-    listing_id: Nullable<String>,
+    listing_id: Field<String>,
     integration_id: Option<String>,
     integration_vendor: Option<IntegrationVendor>,
 }

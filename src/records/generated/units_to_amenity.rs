@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Nullable;
+use crate::Field;
 
 /// A unit-to-amenity link record (object `units-to-amenity`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub struct UnitToAmenity {
 struct UnitToAmenityWire {
     amenity_id: Option<String>,
     unit_id: Option<String>,
-    cost_in_cents: Nullable<f64>,
+    cost_in_cents: Field<f64>,
 }
 
 impl From<UnitToAmenityWire> for UnitToAmenity {

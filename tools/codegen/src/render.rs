@@ -80,7 +80,7 @@ fn types_file(types: &[TypeDef]) -> String {
         out.push_str("use serde::{Deserialize, Serialize};\n\n");
     }
     if nullable {
-        out.push_str("use crate::records::Nullable;\n");
+        out.push_str("use crate::Field;\n");
     }
     if !from_siblings.is_empty() {
         let names: Vec<String> = from_siblings.into_iter().collect();
@@ -97,7 +97,7 @@ fn types_file(types: &[TypeDef]) -> String {
 }
 
 /// A struct with a nullable field is read through a private wire struct (see
-/// `src/records/mod.rs`: `Nullable`), so that serde shares one deserializer per field type
+/// `src/records/mod.rs` and `crate::Field`), so that serde shares one deserializer per field type
 /// instead of generating one per field.
 fn render_struct(out: &mut String, def: &StructDef) {
     let wire = def.fields.iter().any(|f| f.nullable);
@@ -128,7 +128,7 @@ fn render_struct(out: &mut String, def: &StructDef) {
         }
         let ty = field.ty.rust();
         let ty = if field.nullable {
-            format!("Nullable<{ty}>")
+            format!("Field<{ty}>")
         } else {
             format!("Option<{ty}>")
         };
@@ -165,24 +165,13 @@ fn render_field(out: &mut String, field: &Field) {
 }
 
 fn render_enum(out: &mut String, def: &EnumDef) {
-    let _ = writeln!(out, "/// {}", def.doc);
-    out.push_str("#[derive(Debug, Clone, PartialEq, Eq, Hash)]\n");
-    out.push_str("#[non_exhaustive]\n");
-    let _ = writeln!(out, "pub enum {} {{", def.name);
+    out.push_str("crate::wire_enum::wire_enum! {\n");
+    let _ = writeln!(out, "    /// {}", def.doc);
+    let _ = writeln!(out, "    pub enum {} {{", def.name);
     for value in &def.values {
         let _ = writeln!(
             out,
-            "    /// Sent as `{value}`.\n    {},",
-            crate::naming::variant(value)
-        );
-    }
-    out.push_str("    /// A value this version of the crate does not know, as received.\n");
-    out.push_str("    Unknown(String),\n}\n\n");
-    let _ = writeln!(out, "wire_enum! {{\n    {} {{", def.name);
-    for value in &def.values {
-        let _ = writeln!(
-            out,
-            "        {} = {value:?},",
+            "        /// Sent as `{value}`.\n        {} => {value:?},",
             crate::naming::variant(value)
         );
     }
