@@ -89,6 +89,16 @@ pub enum Error {
     /// type asked for.
     #[error(transparent)]
     InvalidRecord(ParseError),
+
+    /// A record of one object type was asked for, and the event is about another (or names
+    /// none).
+    #[error("expected a record of `{expected}`, but the event is about {}", found.as_ref().map_or_else(|| "no object".to_owned(), |found| format!("`{found}`")))]
+    ObjectMismatch {
+        /// The object type of the record type asked for.
+        expected: crate::ObjectType,
+        /// The object type the event names, if any.
+        found: Option<crate::ObjectType>,
+    },
 }
 
 /// Where and why a JSON document did not parse into the type expected.

@@ -41,8 +41,8 @@ pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 pub use dispatch::MemoryIdempotencyStore;
 pub use dispatch::{
     BoxError, BoxFuture, Claim, Delivery, DeliveryKey, Dispatcher, Handler, HandlerError,
-    HandlerErrors, IdempotencyStore, IsAsync, IsSync, Malformed, MalformedDelivery, Outcome,
-    VerifiedBody,
+    HandlerErrors, IdempotencyStore, IsAsync, IsSync, Malformed, MalformedDelivery, NewRecord,
+    Outcome, UpdatedRecord, VerifiedBody,
 };
 pub use error::{Error, ParseError};
 pub use event::{

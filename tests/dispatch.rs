@@ -683,3 +683,112 @@ fn the_dispatcher_can_be_shared_across_threads() {
     assert_send(&dispatcher.dispatch(verified(JOB_FAILURE)));
     let _ = WebhookEvent::from_slice(JOB_FAILURE.as_bytes()).unwrap();
 }
+
+// --- typed routes ----------------------------------------------------------------------------
+
+const LEASE_APPROVED: &str = r#"{"event":"DATA_UPDATE","object":"leases","record_id":"clz8lease0001","diff":{"previous":{"status_normalized":"PENDING","unit_id":"clz8unit0001"},"new":{"status_normalized":"ACTIVE","unit_id":null}}}"#;
+const NEW_RESIDENT: &str = r#"{"event":"DATA_NEW","object":"residents","record_id":"clz8res0001","payload":{"id":"clz8res0001","first_name":"Mary","email_1":null}}"#;
+
+#[tokio::test]
+async fn on_update_hands_the_handler_both_sides_as_the_record_type() {
+    use propexo_webhooks::UpdatedRecord;
+    use propexo_webhooks::records::{Lease, LeaseStatus, Resident};
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (leases, residents) = (seen.clone(), seen.clone());
+    let dispatcher = Dispatcher::new()
+        .on_update(move |lease: UpdatedRecord<Lease>| {
+            let approved = lease.previous.status_normalized == Some(Some(LeaseStatus::Pending))
+                && lease.new.status_normalized == Some(Some(LeaseStatus::Active));
+            leases.lock().unwrap().push(format!(
+                "lease {} approved={approved} unit {:?} -> {:?}",
+                lease.delivery.event().record_id().unwrap(),
+                lease.previous.unit_id,
+                lease.new.unit_id
+            ));
+            Ok::<_, String>(())
+        })
+        .on_update(move |_: UpdatedRecord<Resident>| {
+            residents.lock().unwrap().push("resident".to_owned());
+            Ok::<_, String>(())
+        });
+
+    let outcome = dispatcher.dispatch(verified(LEASE_APPROVED)).await;
+    assert!(
+        matches!(outcome, Outcome::Handled { handlers: 1 }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [r#"lease clz8lease0001 approved=true unit Some(Some("clz8unit0001")) -> Some(None)"#]
+    );
+}
+
+#[tokio::test]
+async fn on_new_hands_the_handler_the_payload_as_the_record_type() {
+    use propexo_webhooks::NewRecord;
+    use propexo_webhooks::records::{Lease, Resident};
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (residents, leases) = (seen.clone(), seen.clone());
+    let dispatcher = Dispatcher::new()
+        .on_new(move |new: NewRecord<Resident>| {
+            residents.lock().unwrap().push(format!(
+                "{:?} {:?} {:?}",
+                new.record.first_name, new.record.email_1, new.record.last_name
+            ));
+            Ok::<_, String>(())
+        })
+        .on_new(move |_: NewRecord<Lease>| {
+            leases.lock().unwrap().push("lease".to_owned());
+            Ok::<_, String>(())
+        });
+    dispatcher.dispatch(verified(NEW_RESIDENT)).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [r#"Some(Some("Mary")) Some(None) None"#]
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_does_not_fit_its_type_is_malformed_and_runs_no_handler() {
+    use propexo_webhooks::UpdatedRecord;
+    use propexo_webhooks::records::Lease;
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (typed, untyped) = (runs.clone(), runs.clone());
+    let stored = Arc::new(Mutex::new(None));
+    let sink = stored.clone();
+    let dispatcher = Dispatcher::new()
+        .on_update(move |_: UpdatedRecord<Lease>| {
+            typed.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(())
+        })
+        .on(EventType::DataUpdate, move |_| {
+            untyped.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(())
+        })
+        .on_malformed(move |malformed: MalformedDelivery| {
+            *sink.lock().unwrap() = Some(malformed.error().clone());
+            Ok::<_, String>(())
+        });
+    let wrong = LEASE_APPROVED.replace(
+        r#""status_normalized":"ACTIVE""#,
+        r#""status_normalized":7"#,
+    );
+    let outcome = dispatcher.dispatch(verified(&wrong)).await;
+    assert!(
+        outcome.is_acknowledged(),
+        "stored by on_malformed: {outcome:?}"
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "no handler runs for a malformed delivery"
+    );
+    let Some(Error::InvalidRecord(error)) = stored.lock().unwrap().take() else {
+        panic!("expected InvalidRecord");
+    };
+    assert_eq!(error.what(), "a Lease record");
+    assert_eq!(error.path(), "diff.new.status_normalized");
+}

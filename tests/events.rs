@@ -709,3 +709,80 @@ proptest! {
         let _ = WebhookEvent::from_slice(&body);
     }
 }
+
+// --- typed records through the event -----------------------------------------------------------
+
+#[test]
+fn a_lease_going_from_pending_to_active_reads_in_one_line() {
+    use propexo_webhooks::records::{Lease, LeaseStatus};
+
+    let update = data_update(parse("data_update.envelope.json"));
+    // With the typed lease diff:
+    let (previous, new) = (
+        update.diff.previous_as::<Lease>().unwrap(),
+        update.diff.new_as::<Lease>().unwrap(),
+    );
+    assert!(
+        previous.status_normalized == Some(Some(LeaseStatus::Pending))
+            && new.status_normalized == Some(Some(LeaseStatus::Active))
+    );
+    // Or by field, with the status enum:
+    assert!(update.diff.changed_from_to(
+        "status_normalized",
+        &LeaseStatus::Pending,
+        &LeaseStatus::Active
+    ));
+    assert_eq!(new.unit_id, Some(None), "cleared");
+    assert_eq!(new.rent_amount_in_cents, None, "not in the diff");
+}
+
+#[test]
+fn typed_accessors_refuse_a_record_of_another_object() {
+    use propexo_webhooks::records::{Lease, Resident};
+
+    let update = data_update(parse("data_update.data_only.json"));
+    assert!(matches!(
+        update.diff.new_as::<Lease>(),
+        Err(Error::ObjectMismatch {
+            expected: ObjectType::Leases,
+            found: Some(ObjectType::Residents)
+        })
+    ));
+    let resident: Resident = update.diff.new_as().unwrap();
+    assert_eq!(resident.first_name, Some(Some(raw("Mary"))));
+
+    let event = parse("data_new.envelope.json");
+    let lease: Lease = event.payload_as().unwrap().unwrap();
+    assert_eq!(lease.rent_amount_in_cents, Some(Some(185_000.0)));
+    assert!(matches!(
+        event.payload_as::<Resident>(),
+        Err(Error::ObjectMismatch { .. })
+    ));
+    assert!(
+        parse("job_failure.flat.json")
+            .payload_as::<Lease>()
+            .unwrap()
+            .is_none()
+    );
+
+    let unknown = data_update(parse("unknown_object.json"));
+    let error = unknown.diff.new_as::<Lease>().unwrap_err();
+    assert!(error.to_string().contains("tour-bookings"), "{error}");
+
+    let simplified = data_new(parse("data_new.simplified.json"));
+    let resident: Resident = simplified.payload_as().unwrap();
+    assert_eq!(resident.email_1, Some(None), "the object came from meta");
+}
+
+#[test]
+fn a_mistyped_record_field_is_reported_by_its_path() {
+    use propexo_webhooks::records::Lease;
+
+    let text = String::from_utf8(fixture("data_new.flat.json")).unwrap();
+    let event = WebhookEvent::from_slice(text.replace("185000", r#""a lot""#).as_bytes()).unwrap();
+    let Err(Error::InvalidRecord(error)) = event.payload_as::<Lease>() else {
+        panic!("expected InvalidRecord");
+    };
+    assert_eq!(error.path(), "payload.rent_amount_in_cents");
+    assert!(!error.to_string().contains("a lot"));
+}

@@ -17,7 +17,7 @@ pub use idempotency::{Claim, DeliveryKey, IdempotencyStore};
 
 use handler::{CatchUnwind, JoinAll, call_catching};
 
-use crate::{Error, EventType, ObjectType, WebhookEvent};
+use crate::{Error, EventType, ObjectType, Record, WebhookEvent};
 
 type ErasedHandler<T> = Arc<dyn Fn(T) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
 type ErrorObserver = Arc<dyn Fn(&HandlerError) + Send + Sync>;
@@ -34,6 +34,8 @@ type Prepare =
 ///
 /// - [`on`](Self::on) runs a handler for every event of a trigger;
 /// - [`on_object`](Self::on_object) for a trigger on one object type (leases, residents, ...);
+/// - [`on_new`](Self::on_new) and [`on_update`](Self::on_update) for new and changed records
+///   of one type, parsed into that type ([`records`](crate::records));
 /// - [`fallback`](Self::fallback) for events no route matched (unknown triggers land here);
 /// - [`on_malformed`](Self::on_malformed) for a verified body that is not a valid event;
 /// - [`on_error`](Self::on_error) to observe handler failures;
@@ -144,6 +146,100 @@ impl Dispatcher {
             },
             handler,
         )
+    }
+
+    /// Runs `handler` for every new record of type `R` (DATA_NEW of `R`'s object type), handing
+    /// it the payload parsed as `R`.
+    ///
+    /// A payload that does not fit `R` makes the delivery malformed: it goes to
+    /// [`on_malformed`](Self::on_malformed), and no handler runs for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use propexo_webhooks::{Dispatcher, NewRecord};
+    /// use propexo_webhooks::records::Resident;
+    ///
+    /// let dispatcher = Dispatcher::new().on_new(|new: NewRecord<Resident>| async move {
+    ///     println!("welcome, {:?}", new.record.first_name);
+    ///     Ok::<_, std::convert::Infallible>(())
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_new<R, H, M>(mut self, handler: H) -> Self
+    where
+        R: Record,
+        H: Handler<NewRecord<R>, M>,
+    {
+        let handler = Arc::new(handler);
+        self.routes.push(Route {
+            filter: Filter {
+                trigger: EventType::DataNew,
+                object: Some(R::OBJECT_TYPE),
+            },
+            prepare: Arc::new(move |delivery: &Delivery| {
+                let record = match delivery.event() {
+                    WebhookEvent::DataNew(new) => new.payload_as::<R>()?,
+                    other => return Err(mismatch::<R>(other)),
+                };
+                Ok(handler.call(NewRecord {
+                    delivery: delivery.clone(),
+                    record,
+                }))
+            }),
+        });
+        self
+    }
+
+    /// Runs `handler` for every change to a record of type `R` (DATA_UPDATE of `R`'s object
+    /// type), handing it both sides of the diff parsed as `R`: the changed fields set, every
+    /// other field `None`.
+    ///
+    /// A side that does not fit `R` makes the delivery malformed: it goes to
+    /// [`on_malformed`](Self::on_malformed), and no handler runs for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use propexo_webhooks::{Dispatcher, UpdatedRecord};
+    /// use propexo_webhooks::records::{Lease, LeaseStatus};
+    ///
+    /// let dispatcher = Dispatcher::new().on_update(|lease: UpdatedRecord<Lease>| async move {
+    ///     if lease.previous.status_normalized == Some(Some(LeaseStatus::Pending))
+    ///         && lease.new.status_normalized == Some(Some(LeaseStatus::Active))
+    ///     {
+    ///         // The lease was approved: email the tenant.
+    ///     }
+    ///     Ok::<_, std::convert::Infallible>(())
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_update<R, H, M>(mut self, handler: H) -> Self
+    where
+        R: Record,
+        H: Handler<UpdatedRecord<R>, M>,
+    {
+        let handler = Arc::new(handler);
+        self.routes.push(Route {
+            filter: Filter {
+                trigger: EventType::DataUpdate,
+                object: Some(R::OBJECT_TYPE),
+            },
+            prepare: Arc::new(move |delivery: &Delivery| {
+                let (previous, new) = match delivery.event() {
+                    WebhookEvent::DataUpdate(update) => {
+                        (update.diff.previous_as::<R>()?, update.diff.new_as::<R>()?)
+                    }
+                    other => return Err(mismatch::<R>(other)),
+                };
+                Ok(handler.call(UpdatedRecord {
+                    delivery: delivery.clone(),
+                    previous,
+                    new,
+                }))
+            }),
+        });
+        self
     }
 
     fn route<H, M>(mut self, filter: Filter, handler: H) -> Self
@@ -344,6 +440,37 @@ impl Dispatcher {
             let _ = call_catching(|| observer(error));
         }
     }
+}
+
+/// The error for a typed route given an event its filter should have kept out.
+fn mismatch<R: Record>(event: &WebhookEvent) -> Error {
+    Error::ObjectMismatch {
+        expected: R::OBJECT_TYPE,
+        found: event.object().cloned(),
+    }
+}
+
+/// A new record, parsed as `R`: what an [`on_new`](Dispatcher::on_new) handler receives.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewRecord<R> {
+    /// The whole delivery: the event, the raw body, which secret verified it.
+    pub delivery: Delivery,
+    /// The payload, possibly partial (absent keys are `None`).
+    pub record: R,
+}
+
+/// A changed record, both sides parsed as `R`: what an [`on_update`](Dispatcher::on_update)
+/// handler receives. Only the fields that changed are set.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UpdatedRecord<R> {
+    /// The whole delivery: the event, the raw body, which secret verified it.
+    pub delivery: Delivery,
+    /// The changed fields before the change.
+    pub previous: R,
+    /// The changed fields after the change.
+    pub new: R,
 }
 
 fn erase<T, H, M>(handler: H) -> ErasedHandler<T>

@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::json::{Change, Field, JsonObject, RawJson};
 use super::kinds::{Vendor, WriteStatus};
-use crate::{Error, ObjectType};
+use crate::records::parse_record;
+use crate::{Error, ObjectType, Record};
 
 /// The `meta` object that Propexo puts beside the data of DATA_NEW and DATA_UPDATE events.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -197,6 +198,41 @@ impl Diff {
         )
     }
 
+    /// The new side as the record type `R`: the changed fields set, every other field `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ObjectMismatch`] if the event is not about `R`'s object type;
+    /// [`Error::InvalidRecord`] if a field does not have the spec's type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use propexo_webhooks::WebhookEvent;
+    /// use propexo_webhooks::records::{Lease, LeaseStatus};
+    ///
+    /// let event: WebhookEvent = r#"{"event":"DATA_UPDATE","object":"leases","diff":{"previous":{"status_normalized":"PENDING"},"new":{"status_normalized":"ACTIVE"}}}"#.parse()?;
+    /// let WebhookEvent::DataUpdate(update) = &event else { unreachable!() };
+    /// let (previous, new) = (update.diff.previous_as::<Lease>()?, update.diff.new_as::<Lease>()?);
+    /// assert!(previous.status_normalized == Some(Some(LeaseStatus::Pending))
+    ///     && new.status_normalized == Some(Some(LeaseStatus::Active)));
+    /// # Ok::<(), propexo_webhooks::Error>(())
+    /// ```
+    pub fn new_as<R: Record>(&self) -> Result<R, Error> {
+        check_object::<R>(self.object.as_ref())?;
+        parse_record("diff.new", self.new.as_str())
+    }
+
+    /// The previous side as the record type `R`. See [`Diff::new_as`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Diff::new_as`].
+    pub fn previous_as<R: Record>(&self) -> Result<R, Error> {
+        check_object::<R>(self.object.as_ref())?;
+        parse_record("diff.previous", self.previous.as_str())
+    }
+
     /// Every change, in the order of [`Diff::changed_fields`].
     pub fn changes(&self) -> impl Iterator<Item = (&str, Change<RawJson<'_>>)> + '_ {
         self.changed_fields().map(|field| {
@@ -211,7 +247,51 @@ impl Diff {
     }
 }
 
+/// Checks that an event about `found` may be read as the record type `R`.
+fn check_object<R: Record>(found: Option<&ObjectType>) -> Result<(), Error> {
+    if found == Some(&R::OBJECT_TYPE) {
+        Ok(())
+    } else {
+        Err(Error::ObjectMismatch {
+            expected: R::OBJECT_TYPE,
+            found: found.cloned(),
+        })
+    }
+}
+
 impl DataNew {
+    /// The object type of the new record, from the data or from `meta`.
+    pub fn object_type(&self) -> Option<&ObjectType> {
+        self.object
+            .as_ref()
+            .or_else(|| self.meta.as_ref().and_then(|meta| meta.object.as_ref()))
+    }
+
+    /// The payload as the record type `R` (possibly partial: absent keys are `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ObjectMismatch`] if the event is not about `R`'s object type;
+    /// [`Error::InvalidRecord`] if a field does not have the spec's type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use propexo_webhooks::{Error, WebhookEvent};
+    /// use propexo_webhooks::records::{Lease, Resident};
+    ///
+    /// let event: WebhookEvent = r#"{"event":"DATA_NEW","object":"leases","payload":{"id":"lease_1","rent_amount_in_cents":185000}}"#.parse()?;
+    /// let WebhookEvent::DataNew(new) = &event else { unreachable!() };
+    /// let lease: Lease = new.payload_as()?;
+    /// assert_eq!(lease.rent_amount_in_cents, Some(Some(185000.0)));
+    /// assert!(matches!(new.payload_as::<Resident>(), Err(Error::ObjectMismatch { .. })));
+    /// # Ok::<(), propexo_webhooks::Error>(())
+    /// ```
+    pub fn payload_as<R: Record>(&self) -> Result<R, Error> {
+        check_object::<R>(self.object_type())?;
+        parse_record("payload", self.payload.as_str())
+    }
+
     /// The value of `field` in the payload, parsed into `T`.
     ///
     /// # Errors

@@ -263,10 +263,7 @@ impl WebhookEvent {
     /// The record's object type (data events), from the data or from `meta`.
     pub fn object(&self) -> Option<&ObjectType> {
         match self {
-            Self::DataNew(body) => body
-                .object
-                .as_ref()
-                .or_else(|| meta_object(body.meta.as_ref())),
+            Self::DataNew(body) => body.object_type(),
             Self::DataUpdate(body) => body
                 .object
                 .as_ref()
@@ -306,6 +303,19 @@ impl WebhookEvent {
             Self::WriteOperationFailure(body) => body.root_job_id.as_deref(),
             Self::Unknown(unknown) => unknown.common.root_job_id.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The payload of a DATA_NEW event as the record type `R`; `Ok(None)` for other events.
+    /// See [`DataNew::payload_as`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DataNew::payload_as`].
+    pub fn payload_as<R: crate::Record>(&self) -> Result<Option<R>, Error> {
+        match self {
+            Self::DataNew(new) => new.payload_as().map(Some),
+            _ => Ok(None),
         }
     }
 
