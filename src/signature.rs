@@ -134,6 +134,11 @@ impl Signature {
     pub fn parse(value: &str) -> Result<Self, Error> {
         let value = value.trim();
         let hex_digits = strip_prefix_ignore_case(value, "sha256=").unwrap_or(value);
+        // What Propexo sends: 64 hex digits, decoded in one pass. Anything else is looked at
+        // again below, to say precisely what is wrong with it.
+        if let Some(bytes) = decode_tag(hex_digits.as_bytes()) {
+            return Ok(Self(bytes));
+        }
         if hex_digits.is_empty() {
             return Err(Error::EmptySignature);
         }
@@ -144,10 +149,8 @@ impl Signature {
         if len % 2 != 0 {
             return Err(Error::OddLengthSignature { len });
         }
-        let mut bytes = [0u8; MAC_LEN];
-        hex::decode_to_slice(hex_digits, &mut bytes)
-            .map_err(|_| Error::WrongLengthSignature { len })?;
-        Ok(Self(bytes))
+        // Hex, of even length, and not 64 digits: those were decoded above.
+        Err(Error::WrongLengthSignature { len })
     }
 
     /// Reads the one `propexo-signature` header of a request and parses it.
@@ -193,6 +196,38 @@ impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signature({self})")
     }
+}
+
+/// Value of a hex digit (either case); `NOT_HEX` for any other byte.
+fn hex_value(byte: u8) -> u8 {
+    match byte {
+        b'0'..=b'9' => byte - b'0',
+        b'a'..=b'f' => byte - b'a' + 10,
+        b'A'..=b'F' => byte - b'A' + 10,
+        _ => NOT_HEX,
+    }
+}
+
+/// Set in [`hex_value`]'s result for a byte that is not a hex digit; never in a digit's value.
+const NOT_HEX: u8 = 0x80;
+
+/// Decodes exactly `2 * MAC_LEN` hex digits; `None` for any other length or a non-hex byte.
+///
+/// One pass, no early exit: an invalid digit sets `NOT_HEX`'s bit, checked once at the end.
+fn decode_tag(digits: &[u8]) -> Option<[u8; MAC_LEN]> {
+    if digits.len() != 2 * MAC_LEN {
+        return None;
+    }
+    let mut tag = [0u8; MAC_LEN];
+    let mut invalid = 0u8;
+    for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
+        if let [high, low] = *pair {
+            let (high, low) = (hex_value(high), hex_value(low));
+            invalid |= high | low;
+            *byte = (high << 4) | low;
+        }
+    }
+    (invalid & NOT_HEX == 0).then_some(tag)
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
@@ -455,6 +490,35 @@ mod tests {
         assert_send_sync_clone::<Verified>();
         assert_send_sync_clone::<Secret>();
         assert_send_sync_clone::<Signature>();
+    }
+
+    #[test]
+    fn tags_decode_like_the_hex_crate() {
+        let lower = "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b";
+        let mut expected = [0u8; MAC_LEN];
+        hex::decode_to_slice(lower, &mut expected).unwrap();
+        assert_eq!(decode_tag(lower.as_bytes()), Some(expected));
+        assert_eq!(decode_tag(lower.to_uppercase().as_bytes()), Some(expected));
+        let every_digit = "0123456789abcdefABCDEF".repeat(3);
+        let every_digit = &every_digit[..2 * MAC_LEN];
+        let mut expected = [0u8; MAC_LEN];
+        hex::decode_to_slice(every_digit, &mut expected).unwrap();
+        assert_eq!(decode_tag(every_digit.as_bytes()), Some(expected));
+    }
+
+    #[test]
+    fn tags_refuse_every_non_hex_byte_in_every_position() {
+        let valid = [b'a'; 2 * MAC_LEN];
+        for byte in (0..=u8::MAX).filter(|byte| !byte.is_ascii_hexdigit()) {
+            for position in [0, 1, 31, 62, 63] {
+                let mut digits = valid;
+                digits[position] = byte;
+                assert_eq!(decode_tag(&digits), None, "byte {byte:#x} at {position}");
+            }
+        }
+        assert_eq!(decode_tag(&valid[1..]), None);
+        assert_eq!(decode_tag(&[b'a'; 2 * MAC_LEN + 2]), None);
+        assert_eq!(decode_tag(b""), None);
     }
 
     #[test]
