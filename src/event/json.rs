@@ -3,12 +3,11 @@
 //! A record inside an event is kept as its JSON text plus an index of its keys, built once while
 //! parsing. Nothing is turned into `serde_json::Value` or a typed record until a handler asks.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
@@ -199,7 +198,7 @@ impl JsonObject {
         if !raw.get().starts_with('{') {
             return Err(IndexError::NotAnObject);
         }
-        let entries = Indexer::index(raw.get()).map_err(|_| IndexError::BadKey)?;
+        let entries = Indexer::index(raw.get())?;
         let object = Self { raw, entries };
         object.check_unique_keys()?;
         Ok(object)
@@ -216,9 +215,18 @@ impl JsonObject {
 
     fn check_unique_keys(&self) -> Result<(), IndexError> {
         let duplicate = if self.entries.len() <= LINEAR_DUPLICATE_CHECK {
-            self.keys()
-                .enumerate()
-                .any(|(i, key)| self.keys().skip(i + 1).any(|other| other == key))
+            // Each key looked up once; comparing slices of different lengths is one compare.
+            let mut keys = [""; LINEAR_DUPLICATE_CHECK];
+            for (slot, key) in keys.iter_mut().zip(self.keys()) {
+                *slot = key;
+            }
+            let mut rest = keys.get(..self.entries.len()).unwrap_or_default();
+            let mut duplicate = false;
+            while let Some((key, others)) = rest.split_first() {
+                duplicate |= others.contains(key);
+                rest = others;
+            }
+            duplicate
         } else {
             let mut seen = HashSet::with_capacity(self.entries.len());
             !self.keys().all(|key| seen.insert(key))
@@ -353,71 +361,149 @@ impl fmt::Display for IndexError {
     }
 }
 
-/// Walks an object once, recording where each key and value sits in the text.
+/// Walks a JSON object once, recording where each key and value sits in its text.
+///
+/// The text is a [`RawValue`], so serde_json has already checked that it is valid JSON: this walk
+/// only finds the boundaries, byte by byte, without validating again. A key with escapes is
+/// decoded by serde_json. Should the text not be a valid object after all, the walk stops with
+/// [`IndexError::BadKey`]; it never reads out of bounds and always moves forward.
 struct Indexer<'a> {
     text: &'a str,
+    bytes: &'a [u8],
 }
 
 impl<'a> Indexer<'a> {
-    fn index(text: &'a str) -> Result<Vec<Entry>, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        de.deserialize_map(Indexer { text })
+    fn index(text: &'a str) -> Result<Vec<Entry>, IndexError> {
+        let indexer = Self {
+            text,
+            bytes: text.as_bytes(),
+        };
+        indexer.entries().ok_or(IndexError::BadKey)
     }
 
-    fn offset_of(&self, part: &str) -> Range<usize> {
-        let start = (part.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize);
-        start..start.saturating_add(part.len())
-    }
-}
-
-impl<'de> Visitor<'de> for Indexer<'de> {
-    type Value = Vec<Entry>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Entry>, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(key) = map.next_key::<KeyText<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
-            let key = match key.0 {
-                Cow::Borrowed(key) => Key::Span(self.offset_of(key)),
-                Cow::Owned(key) => Key::Decoded(key.into_boxed_str()),
+    fn entries(&self) -> Option<Vec<Entry>> {
+        let mut entries = Vec::with_capacity(8);
+        let mut pos = self.skip_whitespace(0);
+        if self.bytes.get(pos) != Some(&b'{') {
+            return None;
+        }
+        pos = self.skip_whitespace(pos + 1);
+        if self.bytes.get(pos) == Some(&b'}') {
+            return Some(entries);
+        }
+        loop {
+            if self.bytes.get(pos) != Some(&b'"') {
+                return None;
+            }
+            let (close, escaped) = self.string_end(pos + 1)?;
+            let key = if escaped {
+                let quoted = self.text.get(pos..=close)?;
+                Key::Decoded(
+                    serde_json::from_str::<String>(quoted)
+                        .ok()?
+                        .into_boxed_str(),
+                )
+            } else {
+                Key::Span(pos + 1..close)
             };
+            pos = self.skip_whitespace(close + 1);
+            if self.bytes.get(pos) != Some(&b':') {
+                return None;
+            }
+            let start = self.skip_whitespace(pos + 1);
+            let end = self.value_end(start)?;
             entries.push(Entry {
                 key,
-                value: self.offset_of(value.get()),
+                value: start..end,
             });
+            pos = self.skip_whitespace(end);
+            match self.bytes.get(pos)? {
+                b',' => pos = self.skip_whitespace(pos + 1),
+                b'}' => return Some(entries),
+                _ => return None,
+            }
         }
-        Ok(entries)
     }
-}
 
-/// A key borrowed from the input when it has no escapes, decoded otherwise.
-struct KeyText<'a>(Cow<'a, str>);
+    fn skip_whitespace(&self, mut pos: usize) -> usize {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(pos) {
+            pos += 1;
+        }
+        pos
+    }
 
-impl<'de> Deserialize<'de> for KeyText<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = KeyText<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Borrowed(key)))
-            }
-
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Owned(key.to_owned())))
+    /// The end (exclusive) of the value starting at `pos`.
+    fn value_end(&self, pos: usize) -> Option<usize> {
+        match self.bytes.get(pos)? {
+            b'"' => self.string_end(pos + 1).map(|(close, _)| close + 1),
+            b'{' | b'[' => self.container_end(pos + 1),
+            // A number, `true`, `false` or `null`: up to the next delimiter.
+            _ => {
+                let mut end = pos + 1;
+                while let Some(byte) = self.bytes.get(end) {
+                    if matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    end += 1;
+                }
+                Some(end)
             }
         }
+    }
 
-        deserializer.deserialize_str(KeyVisitor)
+    /// The end (exclusive) of the object or array whose opening bracket is just before `pos`.
+    fn container_end(&self, mut pos: usize) -> Option<usize> {
+        let mut depth = 1usize;
+        loop {
+            match self.bytes.get(pos)? {
+                b'"' => pos = self.string_end(pos + 1)?.0,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(pos + 1);
+                    }
+                }
+                _ => {}
+            }
+            pos += 1;
+        }
+    }
+
+    /// The position of the quote closing the string whose content starts at `pos`, and whether
+    /// the string has escapes. Eight bytes at a time while there is no quote or backslash.
+    fn string_end(&self, mut pos: usize) -> Option<(usize, bool)> {
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+        const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+        const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
+        // The high bit of each byte of `word` that is zero (exact up to the first zero byte).
+        let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+        let mut escaped = false;
+        loop {
+            if let Some(chunk) = self.bytes.get(pos..pos + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().ok()?);
+                let found = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
+                if found == 0 {
+                    pos += 8;
+                    continue;
+                }
+                // The lowest flagged byte is a real quote or backslash.
+                pos += (found.trailing_zeros() / 8) as usize;
+            } else {
+                while !matches!(self.bytes.get(pos)?, b'"' | b'\\') {
+                    pos += 1;
+                }
+            }
+            match self.bytes.get(pos)? {
+                b'"' => return Some((pos, escaped)),
+                // A backslash and the character it escapes; `\uXXXX` continues with hex digits.
+                _ => {
+                    escaped = true;
+                    pos += 2;
+                }
+            }
+        }
     }
 }
 
@@ -475,5 +561,148 @@ impl<T> Change<T> {
     /// Whether the change cleared the field (its new value is `null`).
     pub fn is_cleared(&self) -> bool {
         self.new.is_null()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn object(text: &str) -> Result<JsonObject, IndexError> {
+        let raw: Box<RawValue> = serde_json::from_str(text).expect("valid JSON");
+        JsonObject::from_raw(raw)
+    }
+
+    /// The index agrees with serde_json: same keys in the same order, same values.
+    fn assert_indexed_like_serde_json(text: &str) {
+        let object = object(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+        let expected: Vec<(String, serde_json::Value)> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .unwrap()
+                .into_iter()
+                .collect();
+        let mut indexed: Vec<(String, serde_json::Value)> = object
+            .iter()
+            .map(|(key, value)| {
+                (
+                    key.to_owned(),
+                    serde_json::from_str(value.as_str()).unwrap(),
+                )
+            })
+            .collect();
+        // serde_json's map is sorted; the index keeps the order of the text.
+        indexed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(indexed, expected, "{text}");
+        assert!(
+            object.entries.windows(2).all(|pair| match pair {
+                [first, second] => first.value.end < second.value.start,
+                _ => true,
+            }),
+            "{text}: entries out of order"
+        );
+        for (_, value) in object.iter() {
+            let text = value.as_str();
+            assert_eq!(text.trim(), text, "values are indexed without whitespace");
+        }
+    }
+
+    #[test]
+    fn awkward_objects_are_indexed_like_serde_json() {
+        for text in [
+            "{}",
+            " { } ",
+            r#"{"a":1}"#,
+            "{ \"a\" :\t1 ,\n\"b\"\r\n:\"x\" }",
+            r#"{"quote\"d":"}],\"{[","back\\slash":"ends with a backslash\\"}"#,
+            r#"{"\u00e9t\u00e9":"été","é":"\ud83d\ude00 😀","":""}"#,
+            r#"{"n":-1.5e+10,"t":true,"f":false,"z":null,"i":0}"#,
+            r#"{"nested":{"a":[1,{"b":"]}"},[]],"c":{}},"after":"x"}"#,
+            r#"{"long":"0123456789abcdef0123456789abcdef\"0123456789","s":"12345678"}"#,
+            r#"{"a":[ "x" , { "y" : [ ] } ] , "b" : { "c" : null } }"#,
+        ] {
+            assert_indexed_like_serde_json(text);
+        }
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded_once() {
+        let object = object(r#"{"st\u0061tus":"pending","plain":1}"#).unwrap();
+        assert_eq!(object.keys().collect::<Vec<_>>(), ["status", "plain"]);
+        assert_eq!(
+            object.get("status").value().map(RawJson::as_str),
+            Some("\"pending\"")
+        );
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_even_when_spelled_differently() {
+        assert!(matches!(
+            object(r#"{"a":1,"a":2}"#),
+            Err(IndexError::DuplicateKey)
+        ));
+        assert!(matches!(
+            object(r#"{"a":1,"\u0061":2}"#),
+            Err(IndexError::DuplicateKey)
+        ));
+        let many: Vec<String> = (0..40).map(|n| format!("\"k{n}\":{n}")).collect();
+        let text = format!("{{{},\"k7\":0}}", many.join(","));
+        assert!(matches!(object(&text), Err(IndexError::DuplicateKey)));
+    }
+
+    #[test]
+    fn a_key_serde_json_cannot_decode_is_refused() {
+        // serde_json lets a lone surrogate through in a raw value, but not in a string.
+        assert!(matches!(object(r#"{"\ud800":1}"#), Err(IndexError::BadKey)));
+        assert!(object(r#"{"x":"\ud800"}"#).is_ok());
+    }
+
+    #[test]
+    fn only_objects_are_indexed() {
+        for text in ["[]", "1", "\"{}\"", "null"] {
+            assert!(
+                matches!(object(text), Err(IndexError::NotAnObject)),
+                "{text}"
+            );
+        }
+    }
+
+    fn json_text() -> impl Strategy<Value = String> {
+        // Strings with quotes, backslashes, control characters and multi-byte characters.
+        let string = "(\"|\\\\|/|\\{|\\}|\\[|\\]|,|:|\u{0}|\u{1f}|é|😀|[a-z ]){0,20}";
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            string.prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(string, inner, 0..5)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        });
+        (
+            prop::collection::btree_map(string, value, 0..8),
+            any::<bool>(),
+        )
+            .prop_map(|(map, pretty)| {
+                let map: serde_json::Map<_, _> = map.into_iter().collect();
+                if pretty {
+                    serde_json::to_string_pretty(&map).unwrap()
+                } else {
+                    serde_json::to_string(&map).unwrap()
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_object_is_indexed_like_serde_json(text in json_text()) {
+            assert_indexed_like_serde_json(&text);
+        }
     }
 }
