@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md from criterion's results (python3 standard library only).
 
-    cargo bench                            # writes target/criterion/**
+    cargo bench --all-features             # writes target/criterion/**
     python3 scripts/bench-report.py        # reads it, writes BENCHMARKS.md
 
 or both at once, recording the load average around the run:
 
     python3 scripts/bench-report.py --run
+    python3 scripts/bench-report.py --run -- --bench verify   # one bench again
 
 It reads every `target/criterion/**/new/benchmark.json` (ids, throughput) and the
 `estimates.json` beside it, and writes one table per group with the ratio of each benchmark to its
@@ -32,6 +33,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # verify: the floor is SHA-256 of the body alone; the targets are ratios to it.
 VERIFY_SIZES = ["256B", "1KiB", "16KiB", "256KiB", "1MiB"]
 VERIFY_TARGETS = {"1KiB": 1.25, "16KiB": 1.10, "256KiB": 1.10, "1MiB": 1.10}
+
+# Where `--run` records each run, with the load average before and after.
+RUN_LOG = "bench-report-runs.json"
 
 # Where the HTTP load test (added later) leaves its results: any JSON object per file.
 LOAD_TEST_DIR = "load-test"
@@ -76,6 +80,14 @@ def load(criterion_dir: pathlib.Path) -> dict[tuple[str, str, str], Bench]:
 # --- formatting ------------------------------------------------------------------------------
 
 
+def fmt_size(label: str) -> str:
+    """`1KiB` as `1 KiB`."""
+    for unit in ("KiB", "MiB", "B"):
+        if label.endswith(unit) and label[: -len(unit)].isdigit():
+            return f"{label[: -len(unit)]} {unit}"
+    return label
+
+
 def fmt_ns(ns: float) -> str:
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
         if ns >= scale:
@@ -83,10 +95,19 @@ def fmt_ns(ns: float) -> str:
     return f"{ns:.3g} ns"
 
 
+# A 95% interval wider than this share of the median marks the measurement as noisy.
+NOISY = 0.10
+
+
+def is_noisy(bench: Bench) -> bool:
+    return (bench.high - bench.low) > NOISY * bench.ns
+
+
 def fmt_time(bench: Bench | None) -> str:
     if bench is None:
         return "not measured"
-    return f"{fmt_ns(bench.ns)} ({fmt_ns(bench.low)}–{fmt_ns(bench.high)})"
+    mark = " †" if is_noisy(bench) else ""
+    return f"{fmt_ns(bench.ns)} ({fmt_ns(bench.low)}–{fmt_ns(bench.high)}){mark}"
 
 
 def fmt_throughput(bench: Bench | None) -> str:
@@ -144,7 +165,7 @@ def verify_section(benches, get) -> list[str]:
             continue
         rows.append(
             [
-                size,
+                fmt_size(size),
                 f"{fmt_time(floor)}<br>{fmt_throughput(floor)}",
                 f"{fmt_time(verifier)}<br>{fmt_throughput(verifier)}",
                 f"**{fmt_ratio(ratio(verifier, floor))}**",
@@ -304,7 +325,7 @@ def allocation_check(skip: bool) -> tuple[str, str]:
     if skip:
         return "not checked (--skip-tests)", "–"
     result = subprocess.run(
-        ["cargo", "test", "--quiet", "--all-features", "--test", "allocations"],
+        ["cargo", "test", "--all-features", "--test", "allocations"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -331,7 +352,7 @@ def targets_section(get, skip_tests: bool) -> list[str]:
         value = ratio(get("verify", "verifier", size), get("verify", "sha256", size))
         rows.append(
             [
-                f"`Verifier::verify` of {size} ≤ {limit:.2f}× raw SHA-256",
+                f"`Verifier::verify` of {fmt_size(size)} ≤ {limit:.2f}× raw SHA-256",
                 fmt_target_ratio(value),
                 status(value, limit),
             ]
@@ -387,7 +408,41 @@ def load_average() -> str:
         return "unknown"
 
 
-def machine_section(load_before: str | None, load_after: str | None) -> list[str]:
+def record_run(criterion_dir: pathlib.Path, command: list[str], before: str, after: str) -> None:
+    """Remembers each `--run`, so that the report says how loaded the machine was."""
+    log = criterion_dir / RUN_LOG
+    runs = json.loads(log.read_text()) if log.exists() else []
+    runs.append(
+        {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": " ".join(command),
+            "load_before": before,
+            "load_after": after,
+        }
+    )
+    log.write_text(json.dumps(runs, indent=1))
+
+
+def runs_section(criterion_dir: pathlib.Path) -> list[str]:
+    log = criterion_dir / RUN_LOG
+    if not log.exists():
+        return []
+    rows = [
+        [
+            # A `|` in a filter would end the table cell.
+            f"`{run['command']}`".replace("|", "\\|"),
+            run["date"],
+            f"{run['load_before']} / {run['load_after']}",
+        ]
+        for run in json.loads(log.read_text())
+    ]
+    return [
+        "Runs whose results are shown (a later run of a benchmark replaces its earlier result):",
+        "",
+    ] + table(["command", "finished", "load average (1, 5, 15 min) before / after"], rows)
+
+
+def machine_section() -> list[str]:
     rows = [
         ["CPU", cpu_model()],
         ["cores", str(os.cpu_count() or "unknown")],
@@ -396,8 +451,6 @@ def machine_section(load_before: str | None, load_after: str | None) -> list[str
         ["OS", f"{platform.system()} {platform.release()}"],
         ["date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")],
     ]
-    if load_before is not None:
-        rows.append(["load average (1, 5, 15 min) before / after", f"{load_before} / {load_after}"])
     return table(["", ""], rows)
 
 
@@ -413,23 +466,32 @@ def cpu_flags() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--run", action="store_true", help="run `cargo bench` first")
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help="run `cargo bench --all-features` first, with ARGS after `--` if given "
+        "(e.g. `-- --bench verify`); a run of everything starts a new run log",
+    )
     parser.add_argument(
         "--skip-tests",
         action="store_true",
         help="do not run tests/allocations.rs for the allocation target",
     )
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="file to write")
+    parser.add_argument("cargo_args", nargs="*", metavar="ARGS", help="passed to `cargo bench`")
     args = parser.parse_args()
 
     target_dir = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    load_before = load_after = None
+    criterion_dir = target_dir / "criterion"
     if args.run:
-        load_before = load_average()
-        subprocess.run(["cargo", "bench", "--all-features"], cwd=ROOT, check=True)
-        load_after = load_average()
+        command = ["cargo", "bench", "--all-features", *args.cargo_args]
+        if not args.cargo_args and (criterion_dir / RUN_LOG).exists():
+            (criterion_dir / RUN_LOG).unlink()
+        before = load_average()
+        subprocess.run(command, cwd=ROOT, check=True)
+        record_run(criterion_dir, command, before, load_average())
 
-    benches = load(target_dir / "criterion")
+    benches = load(criterion_dir)
     if not benches:
         print(f"no criterion results under {target_dir / 'criterion'}: run `cargo bench`", file=sys.stderr)
         return 1
@@ -449,20 +511,25 @@ def main() -> int:
         "## How to run",
         "",
         "```sh",
-        "cargo bench                          # criterion: all groups, about 10 minutes",
+        "cargo bench --all-features           # criterion: every group, about 6 minutes",
         "python3 scripts/bench-report.py      # rewrites this file from target/criterion",
         "# or both, recording the load average around the run:",
         "python3 scripts/bench-report.py --run",
+        "# re-run one bench (or a filter) that a busy machine disturbed, then rewrite:",
+        "python3 scripts/bench-report.py --run -- --bench verify -- verify/sha256",
         "```",
         "",
         "Run on an idle machine: another busy core slows the benchmarks unevenly (check `uptime`",
         "first). Times are criterion's median with its 95% confidence interval; ratios compare",
-        "medians. CI only compiles the benches (`cargo bench --no-run`), it times nothing.",
+        "medians. † marks an interval wider than 10% of the median: a busy machine disturbed",
+        "that measurement, run it again. A ratio a little under 1.00× to SHA-256 is such noise",
+        "too: HMAC hashes the body plus two or three blocks. CI only compiles the benches",
+        "(`cargo bench --no-run`), it times nothing.",
         "",
         "## Machine",
         "",
     ]
-    lines += machine_section(load_before, load_after)
+    lines += machine_section() + runs_section(criterion_dir)
     lines += ["## Targets", ""] + targets_section(get, args.skip_tests)
     lines += ["## Verification (`benches/verify.rs`)", ""] + verify_section(benches, get)
     lines += [
@@ -494,6 +561,9 @@ def main() -> int:
     text = "\n".join(lines).rstrip("\n") + "\n"
     pathlib.Path(args.out).write_text(text)
     print(f"wrote {args.out}")
+    noisy = sorted(f"{b.group}/{b.function}/{b.value}" for b in benches.values() if is_noisy(b))
+    if noisy:
+        print("noisy, worth running again: " + ", ".join(noisy), file=sys.stderr)
     return 0
 
 
