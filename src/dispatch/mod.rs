@@ -80,7 +80,19 @@ pub struct Dispatcher {
 #[derive(Clone)]
 struct Route {
     filter: Filter,
+    /// The filter, written once: it names the route in failure reports.
+    label: Arc<str>,
     prepare: Prepare,
+}
+
+impl Route {
+    fn new(filter: Filter, prepare: Prepare) -> Self {
+        Self {
+            label: filter.to_string().into(),
+            filter,
+            prepare,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,12 +184,12 @@ impl Dispatcher {
         H: Handler<NewRecord<R>, M>,
     {
         let handler = Arc::new(handler);
-        self.routes.push(Route {
-            filter: Filter {
+        self.routes.push(Route::new(
+            Filter {
                 trigger: EventType::DataNew,
                 object: Some(R::OBJECT_TYPE),
             },
-            prepare: Arc::new(move |delivery: &Delivery| {
+            Arc::new(move |delivery: &Delivery| {
                 let record = match delivery.event() {
                     WebhookEvent::DataNew(new) => new.payload_as::<R>()?,
                     other => return Err(mismatch::<R>(other)),
@@ -187,7 +199,7 @@ impl Dispatcher {
                     record,
                 }))
             }),
-        });
+        ));
         self
     }
 
@@ -220,12 +232,12 @@ impl Dispatcher {
         H: Handler<UpdatedRecord<R>, M>,
     {
         let handler = Arc::new(handler);
-        self.routes.push(Route {
-            filter: Filter {
+        self.routes.push(Route::new(
+            Filter {
                 trigger: EventType::DataUpdate,
                 object: Some(R::OBJECT_TYPE),
             },
-            prepare: Arc::new(move |delivery: &Delivery| {
+            Arc::new(move |delivery: &Delivery| {
                 let (previous, new) = match delivery.event() {
                     WebhookEvent::DataUpdate(update) => {
                         (update.diff.previous_as::<R>()?, update.diff.new_as::<R>()?)
@@ -238,7 +250,7 @@ impl Dispatcher {
                     new,
                 }))
             }),
-        });
+        ));
         self
     }
 
@@ -247,10 +259,10 @@ impl Dispatcher {
         H: Handler<Delivery, M>,
     {
         let handler = Arc::new(handler);
-        self.routes.push(Route {
+        self.routes.push(Route::new(
             filter,
-            prepare: Arc::new(move |delivery: &Delivery| Ok(handler.call(delivery.clone()))),
-        });
+            Arc::new(move |delivery: &Delivery| Ok(handler.call(delivery.clone()))),
+        ));
         self
     }
 
@@ -353,18 +365,18 @@ impl Dispatcher {
         for route in &self.routes {
             if route.filter.matches(delivery.event()) {
                 match call_catching(|| (route.prepare)(&delivery)) {
-                    Ok(Ok(future)) => started.push((route.filter.to_string(), Ok(future))),
+                    Ok(Ok(future)) => started.push((&*route.label, Ok(future))),
                     Ok(Err(error)) => {
                         return self.malformed(delivery.source().clone(), error).await;
                     }
-                    Err(panic) => started.push((route.filter.to_string(), Err(panic))),
+                    Err(panic) => started.push((&*route.label, Err(panic))),
                 }
             }
         }
         if started.is_empty() {
             if let Some(fallback) = &self.fallback {
                 let future = call_catching(|| fallback(delivery.clone()));
-                started.push(("fallback".to_owned(), future));
+                started.push(("fallback", future));
             }
         }
         let handlers = started.len();
@@ -380,8 +392,8 @@ impl Dispatcher {
             .into_iter()
             .filter_map(|(route, result)| match result {
                 Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(HandlerError::new(route, Failure::Error(error))),
-                Err(panic) => Some(HandlerError::new(route, Failure::Panic(panic))),
+                Ok(Err(error)) => Some(HandlerError::new(route.to_owned(), Failure::Error(error))),
+                Err(panic) => Some(HandlerError::new(route.to_owned(), Failure::Panic(panic))),
             })
             .collect();
         errors.iter().for_each(|error| self.observe(error));
@@ -500,7 +512,7 @@ impl fmt::Debug for Dispatcher {
         let routes: Vec<String> = self
             .routes
             .iter()
-            .map(|route| route.filter.to_string())
+            .map(|route| route.label.to_string())
             .collect();
         f.debug_struct("Dispatcher")
             .field("routes", &routes)
