@@ -259,6 +259,15 @@ fn check_object<R: Record>(found: Option<&ObjectType>) -> Result<(), Error> {
     }
 }
 
+impl DataUpdate {
+    /// The object type of the changed record, from the data or from `meta`.
+    pub fn object_type(&self) -> Option<&ObjectType> {
+        self.object
+            .as_ref()
+            .or_else(|| self.meta.as_ref().and_then(|meta| meta.object.as_ref()))
+    }
+}
+
 impl DataNew {
     /// The object type of the new record, from the data or from `meta`.
     pub fn object_type(&self) -> Option<&ObjectType> {

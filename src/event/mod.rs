@@ -1,6 +1,7 @@
 //! What happened: the typed Propexo event, parsed from any of its documented shapes.
 
 mod body;
+mod fast;
 mod json;
 mod kinds;
 
@@ -134,6 +135,11 @@ impl WebhookEvent {
     }
 
     fn parse_str(text: &str) -> Result<Self, Error> {
+        fast::envelope(text).map_or_else(|| Self::parse_general(text), Ok)
+    }
+
+    /// Reads every documented shape: finds the trigger first, then reads its typed body.
+    fn parse_general(text: &str) -> Result<Self, Error> {
         if !text.trim_start().starts_with('{') {
             return Err(Error::InvalidEvent(ParseError::with_reason(
                 "a webhook body",
@@ -189,10 +195,7 @@ impl WebhookEvent {
             EventType::DataUpdate => {
                 let mut body: DataUpdate = body().parse()?;
                 body.meta = top.meta;
-                body.diff.object = body
-                    .object
-                    .clone()
-                    .or_else(|| body.meta.as_ref().and_then(|meta| meta.object.clone()));
+                body.diff.object = body.object_type().cloned();
                 Self::DataUpdate(body)
             }
             EventType::SyncComplete => Self::SyncComplete(body().parse()?),
@@ -264,10 +267,7 @@ impl WebhookEvent {
     pub fn object(&self) -> Option<&ObjectType> {
         match self {
             Self::DataNew(body) => body.object_type(),
-            Self::DataUpdate(body) => body
-                .object
-                .as_ref()
-                .or_else(|| meta_object(body.meta.as_ref())),
+            Self::DataUpdate(body) => body.object_type(),
             Self::Unknown(unknown) => unknown.common.object.as_ref(),
             _ => None,
         }
