@@ -98,6 +98,9 @@ impl Receiver {
     /// How long reading the body may take (default [`DEFAULT_BODY_TIMEOUT`]); a body that has
     /// not arrived by then gets 408, so a client that announces more bytes than it sends cannot
     /// hold a connection and its memory indefinitely.
+    ///
+    /// The timer needs tokio's time driver, which `#[tokio::main]`, `axum::serve` setups and
+    /// actix-web's runtime all enable (a hand-built runtime needs `enable_time()`).
     #[must_use]
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;

@@ -3,7 +3,6 @@
 //! A record inside an event is kept as its JSON text plus an index of its keys, built once while
 //! parsing. Nothing is turned into `serde_json::Value` or a typed record until a handler asks.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
@@ -189,7 +188,8 @@ enum Key {
     Decoded(Box<str>),
 }
 
-/// Above this many keys, duplicates are found with a hash set rather than by comparison.
+/// Above this many keys, duplicates are found by sorting the keys rather than by comparing each
+/// with every other.
 const LINEAR_DUPLICATE_CHECK: usize = 16;
 
 impl JsonObject {
@@ -228,8 +228,11 @@ impl JsonObject {
             }
             duplicate
         } else {
-            let mut seen = HashSet::with_capacity(self.entries.len());
-            !self.keys().all(|key| seen.insert(key))
+            // Sorting beats hashing here: keys are short, and SipHash costs more per key than
+            // the few comparisons each takes in a sort.
+            let mut keys: Vec<&str> = self.keys().collect();
+            keys.sort_unstable();
+            keys.windows(2).any(|pair| matches!(pair, [a, b] if a == b))
         };
         if duplicate {
             Err(IndexError::DuplicateKey)
