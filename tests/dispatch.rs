@@ -792,3 +792,18 @@ async fn a_record_that_does_not_fit_its_type_is_malformed_and_runs_no_handler() 
     assert_eq!(error.what(), "a Lease record");
     assert_eq!(error.path(), "diff.new.status_normalized");
 }
+
+#[tokio::test]
+async fn a_stored_delivery_is_verified_again_before_it_is_dispatched() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dispatcher = counting_dispatcher(MemoryIdempotencyStore::new(), runs.clone());
+    let signature = propexo_webhooks::sign(SECRET, JOB_FAILURE.as_bytes());
+    let replayed = VerifiedBody::verify_signature(&verifier(), JOB_FAILURE, &signature).unwrap();
+    assert!(replayed.headers().is_none());
+    assert!(dispatcher.dispatch(replayed).await.is_acknowledged());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        VerifiedBody::verify_signature(&verifier(), "{\"event\":\"JOB_FAILURE\"}", &signature),
+        Err(Error::SignatureMismatch)
+    ));
+}

@@ -17,8 +17,9 @@ use crate::{BoxError, BoxFuture, DeliveryKey, Dispatcher, Outcome, VerifiedBody}
 /// [`record`](Self::record) runs before the 202 is sent (if it fails, the receiver answers 503
 /// and Propexo retries, so nothing is lost), [`complete`](Self::complete) when the handlers
 /// succeeded, and [`give_up`](Self::give_up) when the queue stopped retrying. After a restart,
-/// re-verify each recorded, uncompleted body with [`Verifier::verify`](crate::Verifier::verify)
-/// and [`Queue::enqueue`] it again.
+/// verify each recorded, uncompleted body again with
+/// [`VerifiedBody::verify_signature`] (so record the signature with the body) and
+/// [`Queue::enqueue`] it.
 pub trait QueueJournal: Send + Sync + 'static {
     /// Stores a delivery before it is acknowledged.
     fn record<'a>(&'a self, delivery: &'a VerifiedBody) -> BoxFuture<'a, Result<(), BoxError>>;

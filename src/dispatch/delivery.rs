@@ -53,11 +53,28 @@ impl VerifiedBody {
         })
     }
 
-    /// A body verified by other means (e.g. [`Verifier::verify`] on a queued delivery), with
-    /// the proof of that verification. It has no request headers.
-    pub fn new(body: impl Into<Bytes>, verified: Verified) -> Self {
+    /// Verifies `signature` (a `propexo-signature` value) against `body` and keeps both: for a
+    /// delivery stored before it was handled (see `QueueJournal`), verified again on replay. It
+    /// has no request headers.
+    ///
+    /// # Errors
+    ///
+    /// Any error of [`Verifier::verify`].
+    pub fn verify_signature(
+        verifier: &Verifier,
+        body: impl Into<Bytes>,
+        signature: &str,
+    ) -> Result<Self, Error> {
+        let body = body.into();
+        let verified = verifier.verify(&body, signature)?;
+        Ok(Self::new(body, verified))
+    }
+
+    /// A body with the proof that it was verified; only this crate's adapters, which have just
+    /// verified `body`, pair the two.
+    pub(crate) fn new(body: Bytes, verified: Verified) -> Self {
         Self {
-            body: body.into(),
+            body,
             verified,
             headers: None,
         }
