@@ -324,7 +324,7 @@ def load_results(target_dir: pathlib.Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def load_test_section(target_dir: pathlib.Path) -> list[str]:
+def load_test_section(target_dir: pathlib.Path, get) -> list[str]:
     data = load_results(target_dir)
     if data is None:
         return table(["measure", "value"], [["HTTP load test: not measured yet (`scripts/load.sh`)", "–"]])
@@ -348,7 +348,31 @@ def load_test_section(target_dir: pathlib.Path) -> list[str]:
         "parses and dispatches every request to its handlers, with its idempotency store on "
         "(told to forget at once, so the repeated body is handled in full each time).",
         "",
-    ] + table(["server", "requests/s", "p50", "p99", "non-2xx", "server CPU per request"], rows)
+    ] + table(["server", "requests/s", "p50", "p99", "non-2xx", "server CPU per request"], rows) + (
+        load_budget(data, get)
+    )
+
+
+def load_budget(data: dict, get) -> list[str]:
+    """What the CPU target leaves for the receiver's own work, beside what that work costs."""
+    bare_cpu = data["bare"]["cpu_us_per_request"]
+    budget = (LOAD_CPU_MAX - 1.0) * bare_cpu
+    extra = data["receiver"]["cpu_us_per_request"] - bare_cpu
+    lines = [
+        f"The bare server spends {bare_cpu:.1f} µs of CPU per request, kernel included, so the "
+        f"{LOAD_CPU_MAX:.1f}× target leaves {budget:.1f} µs for everything the receiver adds; "
+        f"under this load it adds {extra:.1f} µs.",
+    ]
+    route, bare, extractor = (get("axum", name, "") for name in ("route", "bare", "extractor"))
+    parse = get("verify_and_parse", "verify+typed", "data_update_1KiB")
+    if route and bare and parse:
+        lines[0] += (
+            f" In process (`benches/axum.rs`), the route adds {(route.ns - bare.ns) / 1000:.1f} µs "
+            f"to a bare handler, of which verifying and parsing the body alone are "
+            f"{parse.ns / 1000:.1f} µs (`benches/parse.rs`); a saturated server pays more per "
+            "request than the work itself, as fewer requests share each wake-up and system call."
+        )
+    return lines + [""]
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -606,7 +630,7 @@ def main() -> int:
     ] + verify_and_parse_section(get)
     lines += ["## Dispatch (`benches/dispatch.rs`)", ""] + dispatch_section(get)
     lines += ["## axum (`benches/axum.rs`)", ""] + axum_section(get)
-    lines += ["## HTTP load test", ""] + load_test_section(target_dir)
+    lines += ["## HTTP load test", ""] + load_test_section(target_dir, get)
     others = sorted({b.group for b in benches.values()} - known)
     others = [group for group in others if not group.startswith("axum")]
     for group in others:
