@@ -8,9 +8,10 @@
 //! `POST /webhooks/propexo` on 127.0.0.1:3000 (or `BIND`, or `PORT`). Handlers: lease status
 //! changes, new records, sync reports, job and write failures, unknown triggers; a malformed
 //! body is stored under `MALFORMED_DIR` (default: a `propexo-malformed` folder in the temp
-//! directory) instead of being lost. Re-sent deliveries run once within
-//! `IDEMPOTENCY_TTL_MS` (default: 3 hours; the load benchmark sets 0 so that its repeated
-//! body is handled in full every time). Ctrl-C stops it gracefully.
+//! directory) instead of being lost. Re-sent deliveries run once within the default
+//! de-duplication windows (3 hours for events with a job id, none for the others), or within
+//! `IDEMPOTENCY_TTL_MS` for every event when it is set (the load benchmark sets 0 so that its
+//! repeated body is handled in full every time). Ctrl-C stops it gracefully.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -19,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use propexo_webhooks::{
-    Delivery, DeliveryKey, Dispatcher, EventType, MalformedDelivery, MemoryIdempotencyStore,
-    ObjectType, Queue, QueueConfig, Receiver, Verifier, WebhookEvent,
+    DedupPolicy, Delivery, DeliveryKey, Dispatcher, EventType, MalformedDelivery,
+    MemoryIdempotencyStore, ObjectType, Queue, QueueConfig, Receiver, Verifier, WebhookEvent,
 };
 
 /// Used when `PROPEXO_WEBHOOK_SECRET` is not set. A demo value: never use it in production.
@@ -84,15 +85,16 @@ struct Counts {
 
 fn dispatcher(counts: Arc<Counts>) -> Dispatcher {
     let (new, updates, other) = (counts.clone(), counts.clone(), counts);
-    let mut store = MemoryIdempotencyStore::new();
-    if let Some(ttl) = std::env::var("IDEMPOTENCY_TTL_MS")
+    let policy = match std::env::var("IDEMPOTENCY_TTL_MS")
         .ok()
         .and_then(|ms| ms.parse().ok())
     {
-        store = store.ttl(std::time::Duration::from_millis(ttl));
-    }
+        Some(ms) => DedupPolicy::uniform(std::time::Duration::from_millis(ms)),
+        None => DedupPolicy::new(),
+    };
     Dispatcher::new()
-        .idempotency(store)
+        .idempotency(MemoryIdempotencyStore::new())
+        .dedup(policy)
         .on_object(ObjectType::Leases, EventType::DataUpdate, on_lease_update)
         .on(EventType::DataUpdate, move |_: Delivery| {
             updates.updates.fetch_add(1, Ordering::Relaxed);

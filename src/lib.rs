@@ -40,9 +40,9 @@ pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use dispatch::MemoryIdempotencyStore;
 pub use dispatch::{
-    BoxError, BoxFuture, Claim, Delivery, DeliveryKey, Dispatcher, Handler, HandlerError,
-    HandlerErrors, IdempotencyStore, IsAsync, IsSync, Malformed, MalformedDelivery, NewRecord,
-    Outcome, UpdatedRecord, VerifiedBody,
+    BoxError, BoxFuture, Claim, DedupPolicy, Delivery, DeliveryKey, Dispatcher, Handler,
+    HandlerError, HandlerErrors, IdempotencyStore, IsAsync, IsSync, Malformed, MalformedDelivery,
+    NewRecord, Outcome, UpdatedRecord, VerifiedBody,
 };
 pub use error::{Error, ParseError};
 pub use event::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use propexo_webhooks::{
-    Claim, Delivery, DeliveryKey, Dispatcher, Error, EventType, IdempotencyStore,
+    Claim, DedupPolicy, Delivery, DeliveryKey, Dispatcher, Error, EventType, IdempotencyStore,
     MalformedDelivery, MemoryIdempotencyStore, ObjectType, Outcome, Secret, VerifiedBody, Verifier,
     WebhookEvent,
 };
@@ -544,10 +544,10 @@ async fn a_hundred_concurrent_copies_run_the_handlers_exactly_once() {
 }
 
 #[tokio::test]
-async fn completed_deliveries_expire_after_the_ttl() {
+async fn completed_deliveries_expire_after_their_window() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let store = MemoryIdempotencyStore::new().ttl(Duration::from_millis(50));
-    let dispatcher = counting_dispatcher(store, runs.clone());
+    let dispatcher = counting_dispatcher(MemoryIdempotencyStore::new(), runs.clone())
+        .dedup(DedupPolicy::uniform(Duration::from_millis(50)));
     dispatcher.dispatch(verified(JOB_FAILURE)).await;
     assert!(matches!(
         dispatcher.dispatch(verified(JOB_FAILURE)).await,
@@ -569,7 +569,10 @@ async fn the_store_forgets_the_oldest_deliveries_beyond_its_size() {
         .collect();
     for key in &keys {
         assert_eq!(store.claim(key).await.unwrap(), Claim::Claimed);
-        store.complete(key).await.unwrap();
+        store
+            .complete(key, DedupPolicy::DEFAULT_WINDOW)
+            .await
+            .unwrap();
         assert!(store.len() <= 3);
     }
     assert_eq!(store.len(), 3);
@@ -806,4 +809,242 @@ async fn a_stored_delivery_is_verified_again_before_it_is_dispatched() {
         VerifiedBody::verify_signature(&verifier(), "{\"event\":\"JOB_FAILURE\"}", &signature),
         Err(Error::SignatureMismatch)
     ));
+}
+
+// --- de-duplication policy: a window per kind of event ----------------------------------------
+
+/// SYNC_COMPLETE exactly as Propexo documents it: no job id, no time. An hourly sync of the same
+/// integration with the same counts sends these bytes every hour.
+const SYNC_COMPLETE_DOCUMENTED: &str = r#"{"event":"SYNC_COMPLETE","failed_job_count":0,"integration_id":"INTEGRATION_ID_003","is_sync_finished":true,"job_schedule_id":"JOB_SCHEDULE_ID_001","successful_job_count":49,"vendor":"YARDI"}"#;
+const FIRST_SYNC_COMPLETE_DOCUMENTED: &str = r#"{"event":"FIRST_SYNC_COMPLETE","failed_job_count":0,"integration_id":"INTEGRATION_ID_003","is_sync_finished":true,"job_schedule_id":"JOB_SCHEDULE_ID_001","successful_job_count":49,"vendor":"YARDI"}"#;
+/// The simplified shape of Propexo's "How to use webhooks" page: a DATA_UPDATE with no job id.
+const SIMPLIFIED_UPDATE: &str = r#"{"meta":{"object":"leases","integration_id":"cuid_1234567890"},"record_id":"cuid_1234567890","diff":{"previous":{"status":"pending"},"new":{"status":"approved"}}}"#;
+const UPDATE_WITH_JOB_ID: &str = r#"{"event":"DATA_UPDATE","job_id":"JOB_ID_777","root_job_id":"ROOT_JOB_ID_777","integration_id":"INTEGRATION_ID_001","job_type":"READ_LEASES","vendor":"YARDI","record_id":"clz8lease0001","object":"leases","diff":{"new":{"status":"approved"},"previous":{"status":"pending"}},"meta":{"object":"leases","integration_id":"INTEGRATION_ID_001"}}"#;
+const WRITE_FAILURE: &str = r#"{"event":"WRITE_OPERATION_FAILURE","integration_id":"INTEGRATION_ID_004","vendor":"ENTRATA","root_job_id":"ROOT_JOB_ID_004","write_status":"FAILURE","errors":["unit not found"]}"#;
+const UNKNOWN_WITH_JOB_ID: &str =
+    r#"{"event":"DATA_ARCHIVED","job_id":"JOB_ID_778","record_id":"clz8lease0002"}"#;
+
+/// A dispatcher with the default store whose one catch-all handler counts its runs.
+fn counting_all(runs: Arc<AtomicUsize>) -> Dispatcher {
+    let count = move |_: Delivery| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(())
+    };
+    Dispatcher::new()
+        .idempotency(MemoryIdempotencyStore::new())
+        .fallback(count)
+}
+
+/// Dispatches `body` three times in a row, as three hourly syncs (or three real changes) with
+/// the same bytes would arrive, and checks that each one ran the handler.
+async fn runs_of_three_identical_events(dispatcher: Dispatcher, runs: &AtomicUsize, body: &str) {
+    for attempt in 1..=3 {
+        let outcome = dispatcher.dispatch(verified(body)).await;
+        assert!(
+            matches!(outcome, Outcome::Handled { handlers: 1 }),
+            "event {attempt}: {outcome:?}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), attempt, "event {attempt}");
+    }
+}
+
+#[tokio::test]
+async fn three_hourly_sync_completes_with_the_same_bytes_each_run_the_handler() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    runs_of_three_identical_events(counting_all(runs.clone()), &runs, SYNC_COMPLETE_DOCUMENTED)
+        .await;
+}
+
+#[tokio::test]
+async fn three_first_sync_completes_with_the_same_bytes_each_run_the_handler() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    runs_of_three_identical_events(
+        counting_all(runs.clone()),
+        &runs,
+        FIRST_SYNC_COMPLETE_DOCUMENTED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn three_simplified_updates_without_a_job_id_each_run_the_handler() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    runs_of_three_identical_events(counting_all(runs.clone()), &runs, SIMPLIFIED_UPDATE).await;
+}
+
+#[tokio::test]
+async fn an_update_with_a_job_id_resent_within_the_window_runs_once() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dispatcher = counting_all(runs.clone());
+    assert!(matches!(
+        dispatcher.dispatch(verified(UPDATE_WITH_JOB_ID)).await,
+        Outcome::Handled { handlers: 1 }
+    ));
+    for _ in 0..3 {
+        let again = dispatcher.dispatch(verified(UPDATE_WITH_JOB_ID)).await;
+        assert!(matches!(again, Outcome::Duplicate), "{again:?}");
+        assert_eq!(again.status(), StatusCode::OK);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_copies_of_any_event_run_the_handler_once() {
+    for body in [
+        SYNC_COMPLETE_DOCUMENTED,
+        FIRST_SYNC_COMPLETE_DOCUMENTED,
+        SIMPLIFIED_UPDATE,
+        UPDATE_WITH_JOB_ID,
+        JOB_FAILURE,
+        WRITE_FAILURE,
+        UNKNOWN_WITH_JOB_ID,
+    ] {
+        // The one handler run holds its copy in progress until the other 99 have been
+        // answered, so every other copy meets it in progress, whatever the scheduling.
+        let (answered, watch) = tokio::sync::watch::channel(0_usize);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        let dispatcher = Arc::new(
+            Dispatcher::new()
+                .idempotency(MemoryIdempotencyStore::new())
+                .fallback(move |_: Delivery| {
+                    let (counter, mut watch) = (counter.clone(), watch.clone());
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        watch.wait_for(|answered| *answered >= 99).await.ok();
+                        Ok::<_, String>(())
+                    }
+                }),
+        );
+        let answered = Arc::new(answered);
+        let start = Arc::new(tokio::sync::Barrier::new(100));
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (dispatcher, start, answered) =
+                    (dispatcher.clone(), start.clone(), answered.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let outcome = dispatcher.dispatch(verified(body)).await;
+                    answered.send_modify(|answered| *answered += 1);
+                    outcome
+                })
+            })
+            .collect();
+        let outcomes = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut outcomes = Vec::new();
+            for task in tasks {
+                outcomes.push(task.await.unwrap());
+            }
+            outcomes
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{body}: more than one copy ran the handler and waited"));
+        let handled = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Outcome::Handled { .. }))
+            .count();
+        let in_progress = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Outcome::InProgress))
+            .count();
+        assert_eq!((handled, in_progress), (1, 99), "{body}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn one_window_for_every_event_is_one_line_of_configuration() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dispatcher =
+        counting_all(runs.clone()).dedup(DedupPolicy::uniform(DedupPolicy::DEFAULT_WINDOW));
+    for body in [SYNC_COMPLETE_DOCUMENTED, SIMPLIFIED_UPDATE] {
+        assert!(matches!(
+            dispatcher.dispatch(verified(body)).await,
+            Outcome::Handled { .. }
+        ));
+        assert!(matches!(
+            dispatcher.dispatch(verified(body)).await,
+            Outcome::Duplicate
+        ));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_trigger_window_overrides_the_job_id_rule_both_ways() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dispatcher = counting_all(runs.clone()).dedup(
+        DedupPolicy::new()
+            .trigger(EventType::SyncComplete, Duration::from_secs(60 * 60))
+            .trigger(EventType::DataUpdate, Duration::ZERO),
+    );
+    // SYNC_COMPLETE now has a window: the second copy is a duplicate.
+    dispatcher
+        .dispatch(verified(SYNC_COMPLETE_DOCUMENTED))
+        .await;
+    assert!(matches!(
+        dispatcher
+            .dispatch(verified(SYNC_COMPLETE_DOCUMENTED))
+            .await,
+        Outcome::Duplicate
+    ));
+    // DATA_UPDATE has none, even with a job id: both copies run.
+    dispatcher.dispatch(verified(UPDATE_WITH_JOB_ID)).await;
+    assert!(matches!(
+        dispatcher.dispatch(verified(UPDATE_WITH_JOB_ID)).await,
+        Outcome::Handled { .. }
+    ));
+    // FIRST_SYNC_COMPLETE keeps the default: no window.
+    dispatcher
+        .dispatch(verified(FIRST_SYNC_COMPLETE_DOCUMENTED))
+        .await;
+    assert!(matches!(
+        dispatcher
+            .dispatch(verified(FIRST_SYNC_COMPLETE_DOCUMENTED))
+            .await,
+        Outcome::Handled { .. }
+    ));
+    assert_eq!(runs.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn the_default_windows_follow_the_job_id() {
+    let policy = DedupPolicy::default();
+    let window = |body: &str| policy.window(&WebhookEvent::from_slice(body.as_bytes()).unwrap());
+    for body in [UPDATE_WITH_JOB_ID, JOB_FAILURE, WRITE_FAILURE] {
+        assert_eq!(window(body), DedupPolicy::DEFAULT_WINDOW, "{body}");
+    }
+    for body in [
+        SYNC_COMPLETE_DOCUMENTED,
+        FIRST_SYNC_COMPLETE_DOCUMENTED,
+        SIMPLIFIED_UPDATE,
+        LEASE_UPDATE,
+        UNKNOWN_WITH_JOB_ID,
+    ] {
+        assert_eq!(window(body), Duration::ZERO, "{body}");
+    }
+    assert_eq!(policy.malformed_window(), Duration::ZERO);
+    // The last setting for a trigger wins.
+    let policy = DedupPolicy::new()
+        .trigger(EventType::JobFailure, Duration::from_secs(1))
+        .trigger(EventType::JobFailure, Duration::from_secs(2));
+    let job_failure = WebhookEvent::from_slice(JOB_FAILURE.as_bytes()).unwrap();
+    assert_eq!(policy.window(&job_failure), Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_stored_malformed_body_is_stored_again_when_it_comes_again() {
+    let stored = Arc::new(AtomicUsize::new(0));
+    let counter = stored.clone();
+    let dispatcher = Dispatcher::new()
+        .idempotency(MemoryIdempotencyStore::new())
+        .on_malformed(move |_: MalformedDelivery| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(())
+        });
+    for _ in 0..2 {
+        let outcome = dispatcher.dispatch(verified(NOT_JSON)).await;
+        assert_eq!(outcome.status(), StatusCode::OK, "{outcome:?}");
+    }
+    assert_eq!(stored.load(Ordering::SeqCst), 2);
 }

@@ -6,6 +6,7 @@ mod idempotency;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -13,7 +14,7 @@ pub use delivery::{Delivery, MalformedDelivery, VerifiedBody};
 pub use handler::{BoxError, BoxFuture, Handler, IsAsync, IsSync};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use idempotency::MemoryIdempotencyStore;
-pub use idempotency::{Claim, DeliveryKey, IdempotencyStore};
+pub use idempotency::{Claim, DedupPolicy, DeliveryKey, IdempotencyStore};
 
 use handler::{CatchUnwind, JoinAll, call_catching};
 
@@ -39,7 +40,8 @@ type Prepare =
 /// - [`fallback`](Self::fallback) for events no route matched (unknown triggers land here);
 /// - [`on_malformed`](Self::on_malformed) for a verified body that is not a valid event;
 /// - [`on_error`](Self::on_error) to observe handler failures;
-/// - [`idempotency`](Self::idempotency) to run the handlers of a re-sent delivery only once.
+/// - [`idempotency`](Self::idempotency) to run the handlers of a re-sent delivery only once,
+///   and [`dedup`](Self::dedup) to say for how long, per kind of event.
 ///
 /// Every matching route runs, **concurrently** on the dispatching task (not spawned: the core
 /// needs no runtime), and all of them run even when one fails. The delivery is acknowledged only
@@ -75,6 +77,7 @@ pub struct Dispatcher {
     on_malformed: Option<ErasedHandler<MalformedDelivery>>,
     on_error: Option<ErrorObserver>,
     idempotency: Option<Arc<dyn IdempotencyStore>>,
+    dedup: DedupPolicy,
 }
 
 #[derive(Clone)]
@@ -303,13 +306,28 @@ impl Dispatcher {
     }
 
     /// Remembers handled deliveries in `store`, so that a re-sent delivery whose handlers all
-    /// succeeded is acknowledged without running them again, and two concurrent copies of one
-    /// delivery do not both run them. See [`IdempotencyStore`] and
-    /// [`MemoryIdempotencyStore`].
+    /// succeeded is acknowledged without running them again (within its [`DedupPolicy`]
+    /// window), and two concurrent copies of one delivery do not both run them. See
+    /// [`IdempotencyStore`] and [`MemoryIdempotencyStore`].
     #[must_use]
     pub fn idempotency(mut self, store: impl IdempotencyStore) -> Self {
         self.idempotency = Some(Arc::new(store));
         self
+    }
+
+    /// How long the idempotency store remembers a handled delivery, per kind of event (default:
+    /// [`DedupPolicy::new`]: 3 hours for events with a job id, none for the others).
+    ///
+    /// `Dispatcher::new().dedup(DedupPolicy::uniform(window))` gives every event one window.
+    #[must_use]
+    pub fn dedup(mut self, policy: DedupPolicy) -> Self {
+        self.dedup = policy;
+        self
+    }
+
+    /// The de-duplication policy in use.
+    pub fn dedup_policy(&self) -> &DedupPolicy {
+        &self.dedup
     }
 
     /// Parses a verified body, runs the handlers that match it, and says what to answer.
@@ -330,11 +348,11 @@ impl Dispatcher {
             key: &key,
             settled: false,
         };
-        let (outcome, acknowledged) = self.run(body).await;
-        let settled = if acknowledged {
-            store.complete(&key).await
-        } else {
-            store.release(&key).await
+        let (outcome, window) = self.run(body).await;
+        let acknowledged = window.is_some();
+        let settled = match window {
+            Some(window) => store.complete(&key, window).await,
+            None => store.release(&key).await,
         };
         guard.settled = true;
         match settled {
@@ -352,8 +370,9 @@ impl Dispatcher {
         }
     }
 
-    /// Runs the handlers; the flag says whether the outcome acknowledges the delivery.
-    async fn run(&self, body: VerifiedBody) -> (Outcome, bool) {
+    /// Runs the handlers. `Some(window)` when the outcome acknowledges the delivery: how long
+    /// to remember it, per the de-duplication policy.
+    async fn run(&self, body: VerifiedBody) -> (Outcome, Option<Duration>) {
         let event = match WebhookEvent::from_slice(&body.body) {
             Ok(event) => event,
             Err(error) => return self.malformed(body, error).await,
@@ -398,20 +417,21 @@ impl Dispatcher {
             .collect();
         errors.iter().for_each(|error| self.observe(error));
         if errors.is_empty() {
-            (Outcome::Handled { handlers }, true)
+            let window = self.dedup.window(delivery.event());
+            (Outcome::Handled { handlers }, Some(window))
         } else {
-            (Outcome::Failed(HandlerErrors(errors)), false)
+            (Outcome::Failed(HandlerErrors(errors)), None)
         }
     }
 
-    async fn malformed(&self, source: VerifiedBody, error: Error) -> (Outcome, bool) {
+    async fn malformed(&self, source: VerifiedBody, error: Error) -> (Outcome, Option<Duration>) {
         let Some(handler) = &self.on_malformed else {
             return (
                 Outcome::Malformed(Malformed {
                     error,
                     stored: None,
                 }),
-                false,
+                None,
             );
         };
         let delivery = MalformedDelivery {
@@ -436,13 +456,13 @@ impl Dispatcher {
         if let Err(failure) = &stored {
             self.observe(failure);
         }
-        let acknowledged = stored.is_ok();
+        let window = stored.is_ok().then(|| self.dedup.malformed_window());
         (
             Outcome::Malformed(Malformed {
                 error,
                 stored: Some(stored),
             }),
-            acknowledged,
+            window,
         )
     }
 
@@ -520,6 +540,7 @@ impl fmt::Debug for Dispatcher {
             .field("on_malformed", &self.on_malformed.is_some())
             .field("on_error", &self.on_error.is_some())
             .field("idempotency", &self.idempotency.is_some())
+            .field("dedup", &self.dedup)
             .finish()
     }
 }
