@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! PROPEXO_WEBHOOK_SECRET=your-webhook-secret cargo run --example axum_receiver --features axum
-//! cargo run --example axum_receiver --features axum -- --queue   # answer 202, handle after
+//! cargo run --example axum_receiver --features axum -- --inbox   # answer 202, handle after
 //! ```
 //!
 //! `POST /webhooks/propexo` on 127.0.0.1:3000 (or `BIND`, or `PORT`). Handlers: lease status
@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use propexo_webhooks::{
     DedupPolicy, Delivery, DeliveryKey, Dispatcher, EventType, MalformedDelivery,
-    MemoryIdempotencyStore, ObjectType, Queue, QueueConfig, Receiver, Verifier, WebhookEvent,
+    MemoryIdempotencyStore, MemoryInbox, ObjectType, Receiver, Verifier, WebhookEvent,
+    WorkerConfig, Workers,
 };
 
 /// Used when `PROPEXO_WEBHOOK_SECRET` is not set. A demo value: never use it in production.
@@ -39,12 +40,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counts = Arc::new(Counts::default());
     let dispatcher = dispatcher(counts.clone());
 
-    let queue = std::env::args()
-        .any(|arg| arg == "--queue")
-        .then(|| Queue::start(dispatcher.clone(), QueueConfig::default()));
-    let receiver = match &queue {
-        Some(queue) => Receiver::queued(verifier, queue.clone()),
-        None => Receiver::new(verifier, dispatcher),
+    // `--inbox`: answer 202 once the delivery is in an in-memory inbox, and let workers run
+    // the handlers (see `durable_receiver` for an inbox that survives a crash).
+    let (receiver, workers) = if std::env::args().any(|arg| arg == "--inbox") {
+        let inbox = MemoryInbox::new();
+        let workers = Workers::start(inbox.clone(), dispatcher, WorkerConfig::default());
+        (Receiver::with_inbox(verifier, inbox), Some(workers))
+    } else {
+        (Receiver::new(verifier, dispatcher), None)
     };
     let app = Router::new().route("/webhooks/propexo", propexo_webhooks::axum::route(receiver));
 
@@ -56,16 +59,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!(
         "listening on http://{}/webhooks/propexo{}",
         listener.local_addr()?,
-        if queue.is_some() { " (queue mode)" } else { "" }
+        if workers.is_some() {
+            " (inbox mode)"
+        } else {
+            ""
+        }
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    if let Some(queue) = queue {
-        eprintln!("draining the queue...");
-        queue.shutdown().await;
+    if let Some(workers) = workers {
+        eprintln!("letting the workers finish what they hold...");
+        workers.shutdown().await;
     }
     eprintln!(
         "handled {} new records, {} updates, {} other events",
@@ -172,15 +179,14 @@ async fn on_lease_update(delivery: Delivery) -> Result<(), Infallible> {
 fn on_sync(delivery: Delivery) -> Result<(), Infallible> {
     if let WebhookEvent::SyncComplete(sync) | WebhookEvent::FirstSyncComplete(sync) =
         delivery.event()
+        && sync.failed_job_count.unwrap_or_default() > 0
     {
-        if sync.failed_job_count.unwrap_or_default() > 0 {
-            eprintln!(
-                "{} for {}: {} jobs failed",
-                delivery.event().event_type(),
-                sync.integration_id.as_deref().unwrap_or("?"),
-                sync.failed_job_count.unwrap_or_default()
-            );
-        }
+        eprintln!(
+            "{} for {}: {} jobs failed",
+            delivery.event().event_type(),
+            sync.integration_id.as_deref().unwrap_or("?"),
+            sync.failed_job_count.unwrap_or_default()
+        );
     }
     Ok(())
 }

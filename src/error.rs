@@ -152,10 +152,10 @@ impl ParseError {
         // allocates a `String` for every key it passes. Only a failure is parsed again, with
         // tracking, to find where; parsing is deterministic, so it fails the same way.
         let mut de = serde_json::Deserializer::from_str(json);
-        if let Ok(value) = T::deserialize(&mut de) {
-            if de.end().is_ok() {
-                return Ok(value);
-            }
+        if let Ok(value) = T::deserialize(&mut de)
+            && de.end().is_ok()
+        {
+            return Ok(value);
         }
         let mut de = serde_json::Deserializer::from_str(json);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {

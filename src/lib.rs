@@ -10,13 +10,27 @@
     )
 )]
 
-#[cfg(any(feature = "axum", feature = "actix-web"))]
-mod adapters;
 mod diagnostics;
 mod dispatch;
 mod error;
 mod event;
+#[cfg(any(
+    feature = "axum",
+    feature = "actix-web",
+    feature = "sqlite",
+    feature = "postgres"
+))]
+mod inbox;
+#[cfg(any(
+    feature = "axum",
+    feature = "actix-web",
+    feature = "sqlite",
+    feature = "postgres"
+))]
+mod log;
 mod object_type;
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+mod receiver;
 pub mod records;
 mod signature;
 #[cfg(feature = "testkit")]
@@ -24,18 +38,6 @@ mod signature;
 pub mod testkit;
 mod wire_enum;
 
-#[cfg(feature = "actix-web")]
-#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
-pub use adapters::actix;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use adapters::axum;
-#[cfg(any(feature = "axum", feature = "actix-web"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix-web"))))]
-pub use adapters::{
-    DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, Queue, QueueConfig, QueueError, QueueJournal,
-    Receiver, WebhookRejection,
-};
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use dispatch::MemoryIdempotencyStore;
@@ -49,7 +51,38 @@ pub use event::{
     Change, CommonFields, DataNew, DataUpdate, Diff, EventType, Field, Job, JsonObject, Meta,
     RawJson, SyncComplete, UnknownEvent, Vendor, WebhookEvent, WriteOperationFailure, WriteStatus,
 };
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use inbox::SqliteInbox;
+#[cfg(any(
+    feature = "axum",
+    feature = "actix-web",
+    feature = "sqlite",
+    feature = "postgres"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "axum",
+        feature = "actix-web",
+        feature = "sqlite",
+        feature = "postgres"
+    )))
+)]
+pub use inbox::{
+    DeadLetter, Inbox, InboxError, InboxStats, Lease, Leased, MemoryInbox, Retry, Stored,
+    StoredDelivery, WorkerConfig, Workers,
+};
 pub use object_type::ObjectType;
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub use receiver::actix;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use receiver::axum;
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix-web"))))]
+pub use receiver::{DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, Receiver, WebhookRejection};
 pub use records::{AnyRecord, Record};
 pub use signature::{
     MIN_SECRET_LEN, SIGNATURE_HEADER, Secret, Signature, Verified, Verifier, sign, verify_signature,

@@ -146,7 +146,7 @@ impl Signature {
             return Err(Error::NonHexSignature);
         }
         let len = hex_digits.len();
-        if len % 2 != 0 {
+        if !len.is_multiple_of(2) {
             return Err(Error::OddLengthSignature { len });
         }
         // Hex, of even length, and not 64 digits: those were decoded above.
@@ -461,6 +461,22 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// The proof of a verification done before the delivery was stored in an inbox, restored
+    /// from what the inbox kept of it.
+    #[cfg(any(
+        feature = "axum",
+        feature = "actix-web",
+        feature = "sqlite",
+        feature = "postgres"
+    ))]
+    pub(crate) fn restored(index: usize, label: Option<Arc<str>>, signature: Signature) -> Self {
+        Self {
+            index,
+            label,
+            signature,
+        }
+    }
+
     /// Position of the matching secret, in the order given to the [`Verifier`].
     pub fn index(&self) -> usize {
         self.index

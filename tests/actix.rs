@@ -13,8 +13,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
 use propexo_webhooks::actix::{BodyLimit, Webhook};
 use propexo_webhooks::{
-    Delivery, Dispatcher, Error, EventType, MalformedDelivery, MemoryIdempotencyStore, Queue,
-    QueueConfig, Receiver, VerifiedBody, Verifier, WebhookEvent, WebhookRejection, testkit,
+    Delivery, Dispatcher, Error, EventType, Inbox, InboxStats, MalformedDelivery,
+    MemoryIdempotencyStore, MemoryInbox, Receiver, VerifiedBody, Verifier, WebhookEvent,
+    WebhookRejection, WorkerConfig, Workers, testkit,
 };
 
 const SECRET: &str = "propexo-actix-secret";
@@ -388,28 +389,17 @@ async fn only_post_is_routed() {
 // --- queue mode ------------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn queue_mode_answers_202_then_503_when_full_and_drains_on_shutdown() {
+async fn inbox_mode_answers_202_once_stored_and_503_when_full() {
     let handled = Arc::new(Mutex::new(Vec::new()));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (sink, permits) = (handled.clone(), gate.clone());
+    let sink = handled.clone();
     let dispatcher = Dispatcher::new().on(EventType::JobFailure, move |delivery: Delivery| {
-        let (sink, permits) = (sink.clone(), permits.clone());
-        async move {
-            permits.acquire().await.unwrap().forget();
-            sink.lock()
-                .unwrap()
-                .push(delivery.event().job_id().unwrap().to_owned());
-            Ok::<_, String>(())
-        }
+        sink.lock()
+            .unwrap()
+            .push(delivery.event().job_id().unwrap().to_owned());
+        Ok::<_, String>(())
     });
-    let queue = Queue::start(
-        dispatcher,
-        QueueConfig::default()
-            .capacity(1)
-            .workers(1)
-            .retry_after(Duration::from_secs(120)),
-    );
-    let app = app(Receiver::queued(verifier(), queue.clone())).await;
+    let inbox = MemoryInbox::with_capacity(1);
+    let app = app(Receiver::with_inbox(verifier(), inbox.clone())).await;
     let body = |n: u32| JOB_FAILURE.replace("JOB_ID_002", &format!("JOB_{n}"));
 
     let first = send(&app, signed(body(1))).await;
@@ -417,33 +407,33 @@ async fn queue_mode_answers_202_then_503_when_full_and_drains_on_shutdown() {
         (first.status, first.body.as_str()),
         (StatusCode::ACCEPTED, "accepted")
     );
-    // The worker holds the first delivery; wait until the queue itself is empty again.
-    while !queue.is_empty() {
-        tokio::task::yield_now().await;
-    }
+    // Stored before the answer, and nothing handled yet: no worker runs.
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
+    // The same delivery again is stored already: acknowledged, not stored twice.
+    assert_eq!(
+        send(&app, signed(body(1))).await.status,
+        StatusCode::ACCEPTED
+    );
+    let full = send(&app, signed(body(2))).await;
+    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(full.retry_after.as_deref(), Some("5"));
+
+    let workers = Workers::start(inbox.clone(), dispatcher, fast_workers());
+    wait_until(&inbox, |stats| stats.done == 1).await;
     assert_eq!(
         send(&app, signed(body(2))).await.status,
         StatusCode::ACCEPTED
     );
-    let full = send(&app, signed(body(3))).await;
-    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(full.retry_after.as_deref(), Some("120"));
-    assert!(!full.body.contains(SECRET));
-
-    gate.add_permits(2);
-    queue.shutdown().await;
-    assert_eq!(
-        *handled.lock().unwrap(),
-        ["JOB_1", "JOB_2"],
-        "drained before shutdown returned"
-    );
-    let closed = send(&app, signed(body(4))).await;
-    assert_eq!(closed.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(closed.retry_after.as_deref(), Some("120"));
+    wait_until(&inbox, |stats| stats.done == 2).await;
+    // A copy within its de-duplication window is a duplicate: 200, nothing stored.
+    let again = send(&app, signed(body(1))).await;
+    assert_eq!((again.status, again.body.as_str()), (StatusCode::OK, "ok"));
+    workers.shutdown().await;
+    assert_eq!(*handled.lock().unwrap(), ["JOB_1", "JOB_2"]);
 }
 
 #[actix_web::test]
-async fn queue_mode_retries_a_failing_handler_itself() {
+async fn inbox_mode_retries_a_failing_handler_itself() {
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
     let dispatcher = Dispatcher::new().on(EventType::JobFailure, move |_| {
@@ -453,17 +443,35 @@ async fn queue_mode_retries_a_failing_handler_itself() {
             Ok(())
         }
     });
-    let queue = Queue::start(
-        dispatcher,
-        QueueConfig::default().backoff(Duration::from_millis(1)),
-    );
-    let app = app(Receiver::queued(verifier(), queue.clone())).await;
+    let inbox = MemoryInbox::new();
+    let workers = Workers::start(inbox.clone(), dispatcher, fast_workers());
+    let app = app(Receiver::with_inbox(verifier(), inbox.clone())).await;
     assert_eq!(
         send(&app, signed(JOB_FAILURE)).await.status,
         StatusCode::ACCEPTED
     );
-    queue.shutdown().await;
+    wait_until(&inbox, |stats| stats.done == 1).await;
+    workers.shutdown().await;
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
+}
+
+/// Workers that retry and poll within milliseconds, for tests.
+fn fast_workers() -> WorkerConfig {
+    WorkerConfig::default()
+        .workers(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .poll_interval(Duration::from_millis(5))
+}
+
+/// Waits (at most 10 s) until the inbox's counts satisfy `done`.
+async fn wait_until(inbox: &MemoryInbox, done: impl Fn(InboxStats) -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done(inbox.stats().await.unwrap()) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the inbox never got there: {:?}", inbox));
 }
 
 // --- the extractors --------------------------------------------------------------------------
@@ -867,41 +875,23 @@ async fn every_status_row_holds_over_a_socket() {
         assert!(!retry_after, "case {index}: only 503s carry Retry-After");
     }
 
-    // Queue mode: 202, then 503 with Retry-After once the queue is full.
+    // Inbox mode: 202 once stored, then 503 with Retry-After once the inbox is full.
     drop(client);
     server.stop(true).await;
     let client = crate::client();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let permits = gate.clone();
-    let dispatcher = Dispatcher::new().on(EventType::JobFailure, move |_| {
-        let permits = permits.clone();
-        async move {
-            permits.acquire().await.unwrap().forget();
-            Ok::<_, String>(())
-        }
-    });
-    let queue = Queue::start(dispatcher, QueueConfig::default().capacity(1).workers(1));
-    let (address, server) = serve(Receiver::queued(verifier(), queue.clone()));
+    let inbox = MemoryInbox::with_capacity(1);
+    let (address, server) = serve(Receiver::with_inbox(verifier(), inbox.clone()));
     let body = |n: u32| JOB_FAILURE.replace("JOB_ID_002", &format!("JOB_{n}"));
     assert_eq!(
         post_to(&client, address, body(1)).await,
         StatusCode::ACCEPTED
     );
-    while !queue.is_empty() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    assert_eq!(
-        post_to(&client, address, body(2)).await,
-        StatusCode::ACCEPTED
-    );
-    let request = testkit::signed_request(&format!("http://{address}{PATH}"), SECRET, body(3));
-    let full_queue = client.request(request.map(full)).await.unwrap();
-    assert_eq!(full_queue.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(full_queue.headers()[header::RETRY_AFTER], "60");
-    gate.add_permits(2);
+    let request = testkit::signed_request(&format!("http://{address}{PATH}"), SECRET, body(2));
+    let full_inbox = client.request(request.map(full)).await.unwrap();
+    assert_eq!(full_inbox.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(full_inbox.headers()[header::RETRY_AFTER], "5");
     drop(client);
     server.stop(true).await;
-    queue.shutdown().await;
 }
 
 #[test]

@@ -88,7 +88,7 @@ impl Ledger {
     /// Fails one call in ten, at random; otherwise records the delivery as handled.
     fn handle(&self, delivery: &Delivery) -> Result<(), &'static str> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.draws.next() % 10 == 0 {
+        if self.draws.next().is_multiple_of(10) {
             self.failures.fetch_add(1, Ordering::SeqCst);
             return Err("injected failure");
         }
@@ -105,7 +105,7 @@ impl Ledger {
 
 /// Delivery `n` re-sent after it was acknowledged, as if the 200 had been lost.
 fn resent_after_ack(n: usize) -> bool {
-    n % 10 == 0
+    n.is_multiple_of(10)
 }
 
 /// Delivery `n` is a SYNC_COMPLETE, which has no job id and so no de-duplication window.

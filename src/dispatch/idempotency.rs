@@ -38,6 +38,11 @@ impl DeliveryKey {
         Self(Sha256::digest(body).into())
     }
 
+    /// The key whose hash is `hash`: for a key read back from a store.
+    pub fn from_hash(hash: [u8; 32]) -> Self {
+        Self(hash)
+    }
+
     /// The 32 bytes of the hash.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -335,14 +340,14 @@ mod memory {
         fn claim_now(&self, key: &DeliveryKey) -> Result<Claim, BoxError> {
             let now = Instant::now();
             let mut state = self.lock();
-            if let Some(entry) = state.entries.get(key) {
-                if Self::is_live(entry, now) {
-                    return Ok(if entry.completed {
-                        Claim::Completed
-                    } else {
-                        Claim::InProgress
-                    });
-                }
+            if let Some(entry) = state.entries.get(key)
+                && Self::is_live(entry, now)
+            {
+                return Ok(if entry.completed {
+                    Claim::Completed
+                } else {
+                    Claim::InProgress
+                });
             }
             if !state.entries.contains_key(key) && state.entries.len() >= self.max_entries {
                 self.make_room(&mut state, now)?;

@@ -372,7 +372,7 @@ impl Dispatcher {
 
     /// Runs the handlers. `Some(window)` when the outcome acknowledges the delivery: how long
     /// to remember it, per the de-duplication policy.
-    async fn run(&self, body: VerifiedBody) -> (Outcome, Option<Duration>) {
+    pub(crate) async fn run(&self, body: VerifiedBody) -> (Outcome, Option<Duration>) {
         let event = match WebhookEvent::from_slice(&body.body) {
             Ok(event) => event,
             Err(error) => return self.malformed(body, error).await,
@@ -392,11 +392,11 @@ impl Dispatcher {
                 }
             }
         }
-        if started.is_empty() {
-            if let Some(fallback) = &self.fallback {
-                let future = call_catching(|| fallback(delivery.clone()));
-                started.push(("fallback", future));
-            }
+        if started.is_empty()
+            && let Some(fallback) = &self.fallback
+        {
+            let future = call_catching(|| fallback(delivery.clone()));
+            started.push(("fallback", future));
         }
         let handlers = started.len();
         let results = JoinAll::new(started.into_iter().map(|(route, started)| async move {

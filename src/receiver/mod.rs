@@ -1,11 +1,10 @@
-//! What the axum and actix-web adapters share: the receiver, its checks, and its answers.
+//! The receiver: its checks, its status table, and the intake it hands verified deliveries to.
+//! The framework adapters (axum, actix-web) sit beside it and share all of it.
 
 #[cfg(feature = "actix-web")]
 pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
-mod log;
-mod queue;
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,9 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
-pub use queue::{Queue, QueueConfig, QueueError, QueueJournal};
-
-use crate::{Dispatcher, Error, Outcome, Signature, VerifiedBody, Verifier};
+use crate::inbox::{Inbox, InboxError, Stored};
+use crate::{Dispatcher, Error, Outcome, Signature, VerifiedBody, Verifier, log};
 
 /// The default largest body a receiver reads: 8 MiB, well above Propexo's largest records (and
 /// above the 2 MB of axum's and the 256 kB of actix-web's own defaults, which would reject
@@ -26,7 +24,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// The default time allowed for a request body to arrive: 30 seconds.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A complete Propexo webhook endpoint: checks, verification, then dispatch (or the queue).
+/// A complete Propexo webhook endpoint: checks, verification, then the intake: run the
+/// dispatcher now ([`Receiver::new`]), or store the delivery in an [`Inbox`] and answer once it
+/// is stored ([`Receiver::with_inbox`]; [`Workers`](crate::Workers) run the dispatcher later).
 ///
 /// Mount it with `propexo_webhooks::axum::route` (feature `axum`) or
 /// `propexo_webhooks::actix::service` (feature `actix-web`). It answers according to one
@@ -35,7 +35,8 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// | request | status |
 /// |---|---|
 /// | handled (or a duplicate) | 200 OK |
-/// | accepted into the queue (queue mode) | 202 Accepted |
+/// | stored in the inbox (or stored already, not yet handled) | 202 Accepted |
+/// | handled before, within its de-duplication window (inbox) | 200 OK |
 /// | missing or malformed `propexo-signature` header | 400 Bad Request |
 /// | signature does not match | 401 Unauthorized |
 /// | body not as long as its `Content-Length`, or unreadable | 400 Bad Request |
@@ -45,43 +46,46 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// | verified, but not a valid event | as `on_malformed` decides: 200 if it stored the body, 500 if it failed, 422 without it |
 /// | a handler failed or panicked | 500 Internal Server Error |
 /// | another copy of the delivery is being handled | 409 Conflict |
-/// | queue full or shutting down, idempotency store unreachable | 503 Service Unavailable, with `Retry-After` |
+/// | inbox unreachable, full or shut down; idempotency store unreachable | 503 Service Unavailable, with `Retry-After` |
 ///
 /// Error bodies are one short generic line; details go to `tracing` (feature `tracing`), and
 /// never include the secret or the body.
 #[derive(Clone)]
 pub struct Receiver {
     verifier: Verifier,
-    mode: Mode,
+    intake: Intake,
     body_limit: usize,
     body_timeout: Duration,
     diagnose: bool,
 }
 
+/// Where a verified delivery goes before the answer.
 #[derive(Clone)]
-enum Mode {
-    Direct(Arc<Dispatcher>),
-    Queued(Queue),
+enum Intake {
+    /// Run the dispatcher now; answer with its outcome.
+    Dispatch(Arc<Dispatcher>),
+    /// Store the delivery; answer once it is stored.
+    Inbox(Arc<dyn Inbox>),
 }
 
 impl Receiver {
     /// A receiver that runs `dispatcher`'s handlers before answering.
     pub fn new(verifier: Verifier, dispatcher: Dispatcher) -> Self {
-        Self {
-            verifier,
-            mode: Mode::Direct(Arc::new(dispatcher)),
-            body_limit: DEFAULT_BODY_LIMIT,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
-            diagnose: false,
-        }
+        Self::with_intake(verifier, Intake::Dispatch(Arc::new(dispatcher)))
     }
 
-    /// A receiver that answers `202 Accepted` as soon as a verified delivery is in `queue`, whose
-    /// workers run the handlers afterwards. See [`Queue`] for what this trades away.
-    pub fn queued(verifier: Verifier, queue: Queue) -> Self {
+    /// A receiver that stores each verified delivery in `inbox` and answers `202 Accepted` once
+    /// [`Inbox::store`] returned (for a durable inbox: once it is on disk), or `503` with
+    /// `Retry-After` when it could not be stored. [`Workers`](crate::Workers) on the same inbox
+    /// run the handlers.
+    pub fn with_inbox(verifier: Verifier, inbox: impl Inbox) -> Self {
+        Self::with_intake(verifier, Intake::Inbox(Arc::new(inbox)))
+    }
+
+    fn with_intake(verifier: Verifier, intake: Intake) -> Self {
         Self {
             verifier,
-            mode: Mode::Queued(queue),
+            intake,
             body_limit: DEFAULT_BODY_LIMIT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             diagnose: false,
@@ -136,7 +140,7 @@ impl Receiver {
         check_head(headers, self.body_limit)
     }
 
-    /// Verifies the body and runs the dispatcher (or queues the delivery).
+    /// Verifies the body and hands it to the intake.
     pub(crate) async fn receive(
         &self,
         headers: HeaderMap,
@@ -160,11 +164,11 @@ impl Receiver {
             }
         };
         let delivery = VerifiedBody::new(body, verified).with_headers(headers);
-        match &self.mode {
-            Mode::Direct(dispatcher) => Reply::Outcome(dispatcher.dispatch(delivery).await),
-            Mode::Queued(queue) => match queue.enqueue(delivery).await {
-                Ok(()) => Reply::Queued,
-                Err(error) => Reply::Rejected(WebhookRejection::Queue(error)),
+        match &self.intake {
+            Intake::Dispatch(dispatcher) => Reply::Outcome(dispatcher.dispatch(delivery).await),
+            Intake::Inbox(inbox) => match inbox.store(&delivery).await {
+                Ok(stored) => Reply::Stored(stored),
+                Err(error) => Reply::Rejected(WebhookRejection::Inbox(error)),
             },
         }
     }
@@ -175,10 +179,10 @@ impl fmt::Debug for Receiver {
         f.debug_struct("Receiver")
             .field("verifier", &self.verifier)
             .field(
-                "mode",
-                &match self.mode {
-                    Mode::Direct(_) => "direct",
-                    Mode::Queued(_) => "queued",
+                "intake",
+                &match self.intake {
+                    Intake::Dispatch(_) => "dispatch",
+                    Intake::Inbox(_) => "inbox",
                 },
             )
             .field("body_limit", &self.body_limit)
@@ -246,7 +250,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), WebhookRejection> {
 #[derive(Debug)]
 pub(crate) enum Reply {
     Outcome(Outcome),
-    Queued,
+    Stored(Stored),
     Rejected(WebhookRejection),
 }
 
@@ -254,7 +258,8 @@ impl Reply {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Outcome(outcome) => outcome.status(),
-            Self::Queued => StatusCode::ACCEPTED,
+            Self::Stored(Stored::Duplicate) => StatusCode::OK,
+            Self::Stored(_) => StatusCode::ACCEPTED,
             Self::Rejected(rejection) => rejection.status(),
         }
     }
@@ -269,7 +274,8 @@ impl Reply {
                 StatusCode::SERVICE_UNAVAILABLE => "temporarily unavailable, retry later",
                 _ => "webhook handler failed",
             },
-            Self::Queued => "accepted",
+            Self::Stored(Stored::Duplicate) => "ok",
+            Self::Stored(_) => "accepted",
             Self::Rejected(rejection) => rejection.message(),
         }
     }
@@ -277,7 +283,7 @@ impl Reply {
     /// Seconds for a `Retry-After` header, on 503 answers.
     pub(crate) fn retry_after(&self) -> Option<u64> {
         (self.status() == StatusCode::SERVICE_UNAVAILABLE).then(|| match self {
-            Self::Rejected(WebhookRejection::Queue(error)) => error.retry_after().as_secs(),
+            Self::Rejected(rejection) => rejection.retry_after().as_secs(),
             _ => RETRY_AFTER.as_secs(),
         })
     }
@@ -285,7 +291,7 @@ impl Reply {
     /// Logs what happened, without secret or body.
     pub(crate) fn log(&self) {
         match self {
-            Self::Outcome(Outcome::Handled { .. } | Outcome::Duplicate) | Self::Queued => {}
+            Self::Outcome(Outcome::Handled { .. } | Outcome::Duplicate) | Self::Stored(_) => {}
             Self::Outcome(outcome) => log::warn(format_args!(
                 "propexo webhook: answered {}: {}",
                 outcome.status(),
@@ -299,8 +305,12 @@ impl Reply {
     }
 }
 
-/// `Retry-After` for answers that are not about the queue.
+/// `Retry-After` for a 503: long enough for a store to come back, far shorter than Propexo's own
+/// 15 minutes between retries.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// `Retry-After` for a full in-memory inbox: workers free room within seconds.
+const RETRY_AFTER_FULL: Duration = Duration::from_secs(5);
 
 struct OutcomeDetail<'a>(&'a Outcome);
 
@@ -337,8 +347,8 @@ pub enum WebhookRejection {
     /// The body is verified but is not a valid event (extractors only; the receiver hands it
     /// to the dispatcher's `on_malformed`): 422.
     Malformed(Error),
-    /// The queue is full or shutting down: 503.
-    Queue(QueueError),
+    /// The inbox could not store the delivery (unreachable, full, shut down): 503.
+    Inbox(InboxError),
 }
 
 impl WebhookRejection {
@@ -352,7 +362,15 @@ impl WebhookRejection {
             Self::Signature(Error::SignatureMismatch) => StatusCode::UNAUTHORIZED,
             Self::Signature(_) => StatusCode::BAD_REQUEST,
             Self::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Inbox(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// How long to tell Propexo to wait, for a 503.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::Inbox(InboxError::Full) => RETRY_AFTER_FULL,
+            _ => RETRY_AFTER,
         }
     }
 
@@ -366,7 +384,7 @@ impl WebhookRejection {
             Self::Signature(Error::SignatureMismatch) => "invalid signature",
             Self::Signature(_) => "missing or malformed propexo-signature header",
             Self::Malformed(_) => "unprocessable webhook body",
-            Self::Queue(_) => "temporarily unavailable, retry later",
+            Self::Inbox(_) => "temporarily unavailable, retry later",
         }
     }
 }
@@ -375,7 +393,7 @@ impl fmt::Display for WebhookRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Signature(error) | Self::Malformed(error) => write!(f, "{error}"),
-            Self::Queue(error) => write!(f, "{error}"),
+            Self::Inbox(error) => write!(f, "{error}"),
             other => f.write_str(other.message()),
         }
     }
@@ -385,7 +403,7 @@ impl std::error::Error for WebhookRejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Signature(error) | Self::Malformed(error) => Some(error),
-            Self::Queue(error) => Some(error),
+            Self::Inbox(error) => Some(error),
             _ => None,
         }
     }

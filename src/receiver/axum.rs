@@ -91,7 +91,7 @@ fn respond(status: StatusCode, message: &'static str, retry_after: Option<u64>) 
 impl IntoResponse for WebhookRejection {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            Self::Queue(error) => Some(error.retry_after().as_secs()),
+            Self::Inbox(_) => Some(self.retry_after().as_secs()),
             _ => None,
         };
         respond(self.status(), self.message(), retry_after)

@@ -52,7 +52,7 @@ use crate::{SIGNATURE_HEADER, VerifiedBody, Verifier, WebhookEvent};
 /// table.
 ///
 /// Call it once per worker in the `HttpServer` factory; cloning a [`Receiver`] is cheap and
-/// every clone shares its dispatcher (and idempotency store) or queue.
+/// every clone shares its dispatcher (and idempotency store) or inbox.
 ///
 /// # Examples
 ///
@@ -185,7 +185,7 @@ fn respond(status: StatusCode, message: &'static str, retry_after: Option<u64>) 
     response.body(message)
 }
 
-/// Answers with the rejection's status and short message (and `Retry-After` for a queue
+/// Answers with the rejection's status and short message (and `Retry-After` for an inbox
 /// error), so extractor failures follow the [`Receiver`]'s status table.
 ///
 /// # Examples
@@ -204,7 +204,7 @@ impl ResponseError for WebhookRejection {
 
     fn error_response(&self) -> HttpResponse {
         let retry_after = match self {
-            Self::Queue(error) => Some(error.retry_after().as_secs()),
+            Self::Inbox(_) => Some(self.retry_after().as_secs()),
             _ => None,
         };
         respond(self.status(), self.message(), retry_after)
