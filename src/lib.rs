@@ -12,6 +12,8 @@
 
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 mod adapters;
+#[cfg(feature = "api")]
+mod api;
 mod diagnostics;
 mod dispatch;
 mod error;
@@ -35,6 +37,12 @@ pub use adapters::axum;
 pub use adapters::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, Queue, QueueConfig, QueueError, QueueJournal,
     Receiver, WebhookRejection,
+};
+#[cfg(feature = "api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+pub use api::{
+    API_KEY_ENV, ApiClient, ApiClientBuilder, ApiError, FetchedRecord, PRODUCTION_API_URL,
+    PropexoError, SANDBOX_API_URL,
 };
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
