@@ -88,8 +88,11 @@ struct Inner {
     /// The key, to scrub it from anything Propexo sends back.
     key: ApiKey,
     /// Reads in flight, by path: concurrent reads of one record share one request.
-    in_flight: Mutex<HashMap<String, Arc<OnceCell<Result<Bytes, ApiError>>>>>,
+    in_flight: Mutex<InFlight>,
 }
+
+/// The reads in flight: each path's answer, once the request sending it is over.
+type InFlight = HashMap<String, Arc<OnceCell<Result<Bytes, ApiError>>>>;
 
 /// Builds an [`ApiClient`]; see [`ApiClient::builder`].
 #[must_use]
@@ -256,9 +259,7 @@ impl ApiClient {
         result
     }
 
-    fn in_flight(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Result<Bytes, ApiError>>>>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
         self.inner
             .in_flight
             .lock()
