@@ -538,24 +538,27 @@ async fn the_api_key_is_in_no_error_or_debug_output() {
     );
     // 5xx after retries, and a connection refused.
     let down = api.get::<Lease>("lease_down").await.unwrap_err();
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        drop(listener);
-        ApiClient::builder(KEY)
-            .base_url(format!("http://{address}"))
-            .retries(0)
-            .build()
-            .unwrap()
-            .get::<Lease>("lease_1")
-            .await
-            .unwrap_err()
-    };
-    assert!(matches!(closed, ApiError::Transport { .. }), "{closed:?}");
+    // A server that accepts the connection (the listener's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let timed_out = ApiClient::builder(KEY)
+        .base_url(format!("http://{}", silent.local_addr().unwrap()))
+        .timeout(Duration::from_millis(200))
+        .retries(0)
+        .build()
+        .unwrap()
+        .get::<Lease>("lease_1")
+        .await
+        .unwrap_err();
+    drop(silent);
+    assert!(
+        matches!(timed_out, ApiError::Transport { timeout: true, .. }),
+        "{timed_out:?}"
+    );
+    assert!(timed_out.is_transient());
     let invalid = ApiClient::builder(format!("{KEY}\n")).build().unwrap_err();
     assert!(matches!(invalid, ApiError::InvalidApiKey(_)));
 
-    for error in [&refused, &down, &closed, &invalid] {
+    for error in [&refused, &down, &timed_out, &invalid] {
         outputs.push(format!("{error}"));
         outputs.push(format!("{error:?}"));
         let mut source = std::error::Error::source(error);
@@ -629,6 +632,8 @@ mod logs {
         // binary uses the same key, so every line any of them logs must go without it.
         let capture: &'static Capture = Box::leak(Box::default());
         tracing::subscriber::set_global_default(capture).unwrap();
+        // Forget whatever another test's thread cached about call sites before this one.
+        tracing::callsite::rebuild_interest_cache();
 
         let mock = Mock::new(150, Duration::from_secs(60));
         mock.take_down("/v1/leases/lease_down");
