@@ -196,6 +196,20 @@ impl ApiClient {
     /// ...). [`ObjectType::record_path`] is `None` for them, and this returns
     /// [`ApiError::NoRecordEndpoint`].
     ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use propexo_webhooks::{AnyRecord, ApiClient, WebhookEvent};
+    ///
+    /// # async fn run(api: ApiClient, body: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    /// let event = WebhookEvent::from_slice(body)?;
+    /// if let AnyRecord::Lease(lease) = api.fetch(&event).await? {
+    ///     println!("{:?}", lease.status_normalized);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ApiError::NotARecordEvent`] for job, sync and write events;
