@@ -10,6 +10,8 @@
     )
 )]
 
+#[cfg(feature = "api")]
+mod api;
 mod diagnostics;
 mod dispatch;
 mod error;
@@ -38,6 +40,12 @@ mod signature;
 pub mod testkit;
 mod wire_enum;
 
+#[cfg(feature = "api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+pub use api::{
+    API_KEY_ENV, ApiClient, ApiClientBuilder, ApiError, FetchedRecord, PRODUCTION_API_URL,
+    PropexoError, SANDBOX_API_URL,
+};
 pub use diagnostics::{Diagnosis, MalformedReason, diagnose};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use dispatch::MemoryIdempotencyStore;

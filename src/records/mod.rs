@@ -162,6 +162,34 @@ macro_rules! define_any_record {
     };
 }
 
+/// A record type that Propexo's REST API reads one at a time, at
+/// [`ObjectType::record_path`] of its [`OBJECT_TYPE`](Record::OBJECT_TYPE) (e.g.
+/// `GET /v1/leases/{id}` for [`Lease`]).
+///
+/// Implemented, by the generator, for exactly the records whose object has a single-record
+/// endpoint in Propexo's spec; the API client's typed reads ask for it, so reading a record
+/// Propexo cannot read by id (such as [`ResidentToLease`]) does not compile.
+///
+/// # Examples
+///
+/// ```
+/// use propexo_webhooks::records::{Fetchable, Lease};
+/// use propexo_webhooks::Record;
+///
+/// fn read_path<R: Fetchable>(id: &str) -> Option<String> {
+///     R::OBJECT_TYPE.record_path(id)
+/// }
+/// assert_eq!(read_path::<Lease>("l1").as_deref(), Some("/v1/leases/l1"));
+/// ```
+pub trait Fetchable: Record {}
+
+/// Implements [`Fetchable`] for the records listed in the generated table (`generated.rs`).
+macro_rules! define_fetchable {
+    ($($record:ident,)*) => {
+        $(impl $crate::records::Fetchable for $record {})*
+    };
+}
+
 mod generated;
 
 pub use generated::*;

@@ -57,6 +57,11 @@ fn run() -> Result<()> {
         .iter()
         .map(|r| (r.model.clone(), r.name.clone()))
         .collect();
+    let readable: BTreeSet<String> = models
+        .iter()
+        .filter(|m| m.read_path.is_some())
+        .map(|m| m.snake.clone())
+        .collect();
 
     let mut rust_files = vec![
         (
@@ -65,7 +70,7 @@ fn run() -> Result<()> {
         ),
         (
             root.join("src/records/generated.rs"),
-            render::index(&records),
+            render::index(&records, &readable),
         ),
         (
             root.join(RECORDS_DIR).join("shared.rs"),

@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use crate::records::{EnumDef, Field, RecordDef, Records, StructDef, TypeDef};
 
-/// `src/records/generated.rs`: the modules, the re-exports and the `AnyRecord` table.
-pub(crate) fn index(records: &Records) -> String {
+/// `src/records/generated.rs`: the modules, the re-exports, the `AnyRecord` table and the
+/// records Propexo's REST API reads one at a time (`readable`: models with a read endpoint).
+pub(crate) fn index(records: &Records, readable: &BTreeSet<String>) -> String {
     let mut out = String::from(crate::HEADER);
     out.push_str(
         "\n//! The record types generated from Propexo's spec: one module per record, plus the\n\
@@ -25,6 +26,14 @@ pub(crate) fn index(records: &Records) -> String {
     out.push_str("define_any_record! {\n");
     for record in &records.records {
         let _ = writeln!(out, "    {} => {},", record.name, record.variant);
+    }
+    out.push_str("}\n\ndefine_fetchable! {\n");
+    for record in records
+        .records
+        .iter()
+        .filter(|r| readable.contains(&r.model))
+    {
+        let _ = writeln!(out, "    {},", record.name);
     }
     out.push_str("}\n");
     out
