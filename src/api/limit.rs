@@ -141,14 +141,14 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let per = self.per;
-                runtime.spawn(async move {
-                    tokio::time::sleep(per).await;
-                    drop(permit);
-                });
-            }
+        if let Some(permit) = self.permit.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let per = self.per;
+            runtime.spawn(async move {
+                tokio::time::sleep(per).await;
+                drop(permit);
+            });
         }
     }
 }

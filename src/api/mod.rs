@@ -475,10 +475,10 @@ impl ApiKey {
                 *text = text.replace(key, "[redacted]");
             }
         }
-        if let Some(details) = &mut error.details {
-            if details.to_string().contains(key) {
-                error.details = Some(serde_json::Value::String("[redacted]".to_owned()));
-            }
+        if let Some(details) = &mut error.details
+            && details.to_string().contains(key)
+        {
+            error.details = Some(serde_json::Value::String("[redacted]".to_owned()));
         }
         error
     }
