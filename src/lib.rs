@@ -16,6 +16,8 @@ mod diagnostics;
 mod dispatch;
 mod error;
 mod event;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+mod inbox;
 mod object_type;
 pub mod records;
 mod signature;
@@ -45,6 +47,10 @@ pub use dispatch::{
     NewRecord, Outcome, UpdatedRecord, VerifiedBody,
 };
 pub use error::{Error, ParseError};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use inbox::{
+    DeadLetter, Inbox, InboxError, InboxStats, Lease, Leased, Retry, Stored, StoredDelivery,
+};
 pub use event::{
     Change, CommonFields, DataNew, DataUpdate, Diff, EventType, Field, Job, JsonObject, Meta,
     RawJson, SyncComplete, UnknownEvent, Vendor, WebhookEvent, WriteOperationFailure, WriteStatus,

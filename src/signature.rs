@@ -461,6 +461,16 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// The proof of a verification done before the delivery was stored in an inbox, restored
+    /// from what the inbox kept of it.
+    pub(crate) fn restored(index: usize, label: Option<Arc<str>>, signature: Signature) -> Self {
+        Self {
+            index,
+            label,
+            signature,
+        }
+    }
+
     /// Position of the matching secret, in the order given to the [`Verifier`].
     pub fn index(&self) -> usize {
         self.index
