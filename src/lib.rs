@@ -47,14 +47,17 @@ pub use dispatch::{
     NewRecord, Outcome, UpdatedRecord, VerifiedBody,
 };
 pub use error::{Error, ParseError};
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-pub use inbox::{
-    DeadLetter, Inbox, InboxError, InboxStats, Lease, Leased, Retry, Stored, StoredDelivery,
-};
 pub use event::{
     Change, CommonFields, DataNew, DataUpdate, Diff, EventType, Field, Job, JsonObject, Meta,
     RawJson, SyncComplete, UnknownEvent, Vendor, WebhookEvent, WriteOperationFailure, WriteStatus,
 };
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use inbox::{
+    DeadLetter, Inbox, InboxError, InboxStats, Lease, Leased, Retry, Stored, StoredDelivery,
+};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use inbox::{PostgresInbox, PostgresInboxBuilder};
 pub use object_type::ObjectType;
 pub use records::{AnyRecord, Record};
 pub use signature::{

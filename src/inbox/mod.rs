@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresInbox;
+pub use postgres::{PostgresInbox, PostgresInboxBuilder};
 
 use crate::{BoxError, BoxFuture, DeliveryKey, Signature, Verified, VerifiedBody};
 
@@ -47,10 +47,15 @@ use crate::{BoxError, BoxFuture, DeliveryKey, Signature, Verified, VerifiedBody}
 /// write to the store directly is trusted like the receiver itself.
 pub trait Inbox: Send + Sync + 'static {
     /// Stores a verified delivery, or recognises it (by its [`DeliveryKey`]) as stored already.
-    fn store<'a>(&'a self, delivery: &'a VerifiedBody) -> BoxFuture<'a, Result<Stored, InboxError>>;
+    fn store<'a>(&'a self, delivery: &'a VerifiedBody)
+    -> BoxFuture<'a, Result<Stored, InboxError>>;
 
     /// Leases up to `limit` deliveries that are due, for `lease`, counting one attempt each.
-    fn claim(&self, limit: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Leased>, InboxError>>;
+    fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Leased>, InboxError>>;
 
     /// Extends a lease by `lease` from now. `Ok(false)`: the lease is no longer this worker's.
     fn heartbeat<'a>(
@@ -69,7 +74,8 @@ pub trait Inbox: Send + Sync + 'static {
 
     /// The handlers failed: retry later, or give up. `Ok(false)`: the lease is no longer this
     /// worker's; nothing changed.
-    fn fail<'a>(&'a self, lease: &'a Lease, next: Retry) -> BoxFuture<'a, Result<bool, InboxError>>;
+    fn fail<'a>(&'a self, lease: &'a Lease, next: Retry)
+    -> BoxFuture<'a, Result<bool, InboxError>>;
 
     /// Returns deliveries whose lease expired to pending (due at once), or makes them dead
     /// letters when they have had `max_attempts` attempts. Returns how many it touched.
@@ -105,10 +111,17 @@ pub trait Inbox: Send + Sync + 'static {
 }
 
 impl<I: Inbox + ?Sized> Inbox for Arc<I> {
-    fn store<'a>(&'a self, delivery: &'a VerifiedBody) -> BoxFuture<'a, Result<Stored, InboxError>> {
+    fn store<'a>(
+        &'a self,
+        delivery: &'a VerifiedBody,
+    ) -> BoxFuture<'a, Result<Stored, InboxError>> {
         (**self).store(delivery)
     }
-    fn claim(&self, limit: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Leased>, InboxError>> {
+    fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Leased>, InboxError>> {
         (**self).claim(limit, lease)
     }
     fn heartbeat<'a>(
@@ -125,7 +138,11 @@ impl<I: Inbox + ?Sized> Inbox for Arc<I> {
     ) -> BoxFuture<'a, Result<bool, InboxError>> {
         (**self).complete(lease, window)
     }
-    fn fail<'a>(&'a self, lease: &'a Lease, next: Retry) -> BoxFuture<'a, Result<bool, InboxError>> {
+    fn fail<'a>(
+        &'a self,
+        lease: &'a Lease,
+        next: Retry,
+    ) -> BoxFuture<'a, Result<bool, InboxError>> {
         (**self).fail(lease, next)
     }
     fn sweep(&self, max_attempts: u32) -> BoxFuture<'_, Result<u64, InboxError>> {
