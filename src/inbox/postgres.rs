@@ -43,8 +43,10 @@ const MAX_MICROS: i64 = 100 * 365 * 24 * 60 * 60 * 1_000_000;
 /// [timeout](PostgresInboxBuilder::timeout) with [`InboxError::Unavailable`], never hang: the
 /// receiver answers 503 and Propexo sends the delivery again.
 ///
-/// Connections are unencrypted (`NoTls`). For TLS, build a [`deadpool_postgres::Pool`] with the
-/// connector you use and pass it to [`PostgresInbox::from_pool`].
+/// It runs on Tokio: connect it, and use it, inside a Tokio runtime. Connections are unencrypted
+/// (`NoTls`). For TLS, build a [`deadpool_postgres::Pool`] with the
+/// connector you use (with `deadpool-postgres` 0.14) and pass it to
+/// [`PostgresInbox::from_pool`].
 ///
 /// # Examples
 ///
