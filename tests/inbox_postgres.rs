@@ -56,11 +56,8 @@ fn is_unavailable<T: std::fmt::Debug>(result: &Result<T, InboxError>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_stopped_fails_fast_then_recovers() {
-    // A cluster of its own: stopping the shared one would fail the other tests.
-    if std::env::var("PROPEXO_TEST_DATABASE_URL").is_ok() {
-        eprintln!("SKIPPED: needs a cluster of its own, not PROPEXO_TEST_DATABASE_URL");
-        return;
-    }
+    // A cluster of its own, even with PROPEXO_TEST_DATABASE_URL: stopping a shared one would
+    // fail the other tests.
     let cluster = match tokio::task::spawn_blocking(Cluster::start).await.unwrap() {
         Ok(cluster) => std::sync::Arc::new(cluster),
         Err(why) => return postgres_support::skip(&why),
@@ -394,4 +391,22 @@ async fn replicas_migrate_at_once() {
         Err(InboxError::Unavailable(error)) => assert!(error.to_string().contains("newer")),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_tables_in_a_database_of_its_own() {
+    let Some(url) = postgres_support::fresh_database().await else {
+        return;
+    };
+    let inbox = PostgresInbox::connect(&url).await.unwrap();
+    assert_eq!(inbox.store(&delivery(1)).await.unwrap(), Stored::New);
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query("SELECT count(*) FROM propexo_inbox", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
 }

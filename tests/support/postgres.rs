@@ -56,6 +56,40 @@ pub fn database() -> Option<TestDb> {
     }
 }
 
+/// The URL of a new, empty database on the test cluster (or on `PROPEXO_TEST_DATABASE_URL`'s
+/// server, if its user may create databases), for a test that needs the default table names,
+/// such as a receiver process configured by URL alone. `None` as for [`database`].
+pub async fn fresh_database() -> Option<String> {
+    let db = tokio::task::spawn_blocking(database).await.ok()??;
+    let name = db.prefix.clone();
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a database for the test");
+    Some(with_database(&db.url, &name))
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let after_scheme = base.find("://").map_or(0, |at| at + 3);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |at| after_scheme + at);
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
 /// A table prefix no other test of this run (or another run on the same database) uses.
 pub fn unique_prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
