@@ -410,3 +410,98 @@ async fn default_tables_in_a_database_of_its_own() {
         .unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 1);
 }
+
+/// Acknowledged stores per second at 1, 16 and 64 concurrent stores, beside a bare autocommit
+/// `INSERT` of the same row on as many connections. A rough guide in a debug build; run with
+/// `cargo test --features postgres --test inbox_postgres -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check"]
+async fn store_throughput() {
+    let Some(db) = database().await else { return };
+    let inbox = PostgresInbox::builder(&db.url)
+        .unwrap()
+        .table_prefix(&db.prefix)
+        .unwrap()
+        .pool_size(64)
+        .connect()
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {p}_floor (key BYTEA PRIMARY KEY, body BYTEA NOT NULL)",
+            p = db.prefix
+        ))
+        .await
+        .unwrap();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1_000_000));
+    for concurrency in [1usize, 16, 64] {
+        let run_for = Duration::from_secs(3);
+        // The inbox.
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (inbox, next) = (inbox.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let started = Instant::now();
+                let mut stored = 0u64;
+                while started.elapsed() < run_for {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    assert_eq!(inbox.store(&delivery(n)).await.unwrap(), Stored::New);
+                    stored += 1;
+                }
+                stored
+            }));
+        }
+        let mut inbox_total = 0;
+        for task in tasks {
+            inbox_total += task.await.unwrap();
+        }
+        // The floor: the same row, a bare INSERT, one connection per task.
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (url, prefix, next) = (db.url.clone(), db.prefix.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                let insert = client
+                    .prepare(&format!(
+                        "INSERT INTO {prefix}_floor (key, body) VALUES ($1, $2)"
+                    ))
+                    .await
+                    .unwrap();
+                let started = Instant::now();
+                let mut stored = 0u64;
+                while started.elapsed() < run_for {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let delivery = delivery(n);
+                    let key = DeliveryKey::from_body(delivery.body());
+                    client
+                        .execute(
+                            &insert,
+                            &[&key.as_bytes().as_slice(), &delivery.body().as_ref()],
+                        )
+                        .await
+                        .unwrap();
+                    stored += 1;
+                }
+                stored
+            }));
+        }
+        let mut floor_total = 0;
+        for task in tasks {
+            floor_total += task.await.unwrap();
+        }
+        let seconds = run_for.as_secs_f64();
+        eprintln!(
+            "concurrency {concurrency:>2}: inbox {:>7.0}/s, floor {:>7.0}/s, ratio {:.2}",
+            inbox_total as f64 / seconds,
+            floor_total as f64 / seconds,
+            inbox_total as f64 / floor_total as f64
+        );
+    }
+}

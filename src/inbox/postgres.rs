@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
@@ -32,8 +33,9 @@ const MAX_MICROS: i64 = 100 * 365 * 24 * 60 * 60 * 1_000_000;
 ///   fences a stale worker out.
 /// - Every time comparison uses the database server's clock (`now()`), so the replicas' clocks
 ///   need not agree.
-/// - A new delivery sends a `NOTIFY`; a connection of its own `LISTEN`s and wakes
-///   [`notified`](Inbox::notified). It is only a hint: when it is down, workers still poll.
+/// - A new delivery is followed by a `NOTIFY` (coalesced, outside the store's transaction); a
+///   connection of its own `LISTEN`s and wakes [`notified`](Inbox::notified). It is only a
+///   hint: when it is down, workers still poll.
 /// - The tables (`propexo_inbox`, `propexo_inbox_idempotency` and `propexo_inbox_schema`, or
 ///   with the [prefix](PostgresInboxBuilder::table_prefix) you choose) are created and migrated
 ///   on connect, under an advisory lock, so replicas may start together.
@@ -69,6 +71,8 @@ struct Inner {
     idempotency_claim_timeout: Duration,
     notify: Arc<Notify>,
     listener: Option<JoinHandle<()>>,
+    /// A `NOTIFY` is on its way: later stores need not send their own.
+    waking: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -214,6 +218,7 @@ impl PostgresInboxBuilder {
                 idempotency_claim_timeout: self.idempotency_claim_timeout,
                 notify,
                 listener,
+                waking: AtomicBool::new(false),
             }),
         })
     }
@@ -268,6 +273,7 @@ impl PostgresInbox {
                 idempotency_claim_timeout: Duration::from_secs(5 * 60),
                 notify: Arc::new(Notify::new()),
                 listener: None,
+                waking: AtomicBool::new(false),
             }),
         })
     }
@@ -304,6 +310,7 @@ struct Sql {
     lock_name: String,
     migrations: Vec<String>,
     store: String,
+    notify: String,
     store_existing: String,
     claim: String,
     heartbeat: String,
@@ -338,8 +345,7 @@ impl Sql {
             lock_name: format!("{prefix}_schema"),
             migrations: migrations(t, &idem),
             store: format!(
-                "WITH stored AS (
-                    INSERT INTO {t} AS row ({COLUMNS}, state, due_at, received_at)
+                "INSERT INTO {t} AS row ({COLUMNS}, state, due_at, received_at)
                     VALUES ($1, $2, $3, $4, $5, $6, 0, 'pending', now(), now())
                     ON CONFLICT (key) DO UPDATE SET
                         body = EXCLUDED.body, signature = EXCLUDED.signature,
@@ -349,10 +355,9 @@ impl Sql {
                         lease_until = NULL, keep_until = NULL, last_error = NULL,
                         received_at = now(), finished_at = NULL, died_at = NULL
                     WHERE row.state = 'done' AND row.keep_until <= now()
-                    RETURNING 1
-                )
-                SELECT pg_notify('{t}', '') FROM stored"
+                    RETURNING 1"
             ),
+            notify: format!("SELECT pg_notify('{t}', '')"),
             store_existing: format!("SELECT state, keep_until > now() FROM {t} WHERE key = $1"),
             claim: format!(
                 "WITH locked AS (
@@ -472,7 +477,6 @@ fn migrations(t: &str, idem: &str) -> Vec<String> {
         CREATE INDEX {t}_lease ON {t} (lease_until) WHERE state = 'in_flight';
         CREATE INDEX {t}_keep ON {t} (keep_until) WHERE state = 'done';
         CREATE INDEX {t}_died ON {t} (died_at) WHERE state = 'dead';
-        CREATE INDEX {t}_state ON {t} (state);
         CREATE TABLE {idem} (
             key BYTEA PRIMARY KEY,
             completed BOOLEAN NOT NULL,
@@ -683,6 +687,7 @@ impl Inbox for PostgresInbox {
                     .await
                     .map_err(db)?;
                 if !inserted.is_empty() {
+                    self.wake_workers();
                     return Ok(Stored::New);
                 }
                 let row = client
@@ -921,6 +926,32 @@ impl Inbox for PostgresInbox {
 }
 
 impl PostgresInbox {
+    /// Sends a `NOTIFY` after a store committed, in a transaction of its own and coalesced: at
+    /// most one waits to be sent. PostgreSQL serialises the commits of notifying transactions
+    /// under one lock, so a `NOTIFY` in every store would cost concurrent stores their group
+    /// commit.
+    fn wake_workers(&self) {
+        if self.inner.waking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.waking.store(false, Ordering::Release);
+            return;
+        };
+        let inbox = self.clone();
+        runtime.spawn(async move {
+            // Cleared first: a store that commits from now on sends a NOTIFY of its own, so
+            // every stored row is followed by one.
+            inbox.inner.waking.store(false, Ordering::Release);
+            let _ = inbox
+                .run(|client, sql| async move {
+                    let statement = client.prepare_cached(&sql.notify).await.map_err(db)?;
+                    client.execute(&statement, &[]).await.map_err(db)
+                })
+                .await;
+        });
+    }
+
     async fn idempotency_claim(&self, key: &DeliveryKey) -> Result<Claim, InboxError> {
         let claim_timeout = micros(self.inner.idempotency_claim_timeout);
         self.run(move |client, sql| async move {
