@@ -109,7 +109,10 @@ pub fn skip(why: &str) {
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         panic!("no PostgreSQL for the tests, and CI=true forbids skipping: {why}");
     }
-    eprintln!("SKIPPED: {why}");
+    // Straight to stderr, not through eprintln!, which the test harness captures: a skip must be
+    // seen even when the test passes.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 /// A PostgreSQL cluster of this test process, in a temporary directory. Dropping it stops the
