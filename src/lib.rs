@@ -81,6 +81,9 @@ pub use inbox::{
     DeadLetter, Inbox, InboxError, InboxStats, Lease, Leased, MemoryInbox, Retry, Stored,
     StoredDelivery, WorkerConfig, Workers,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use inbox::{PostgresInbox, PostgresInboxBuilder};
 pub use object_type::ObjectType;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]

@@ -16,6 +16,8 @@
 //! | `PostgresInbox` | `postgres` | what the database survives | every replica using the database |
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;
@@ -28,6 +30,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use memory::MemoryInbox;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresInbox, PostgresInboxBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteInbox;
 pub use worker::{WorkerConfig, Workers};
