@@ -113,7 +113,10 @@ async fn serve<I: Inbox + Clone>(
         format!("127.0.0.1:{port}")
     });
     let listener = tokio::net::TcpListener::bind(&address).await?;
-    eprintln!("listening on http://{}/webhooks/propexo", listener.local_addr()?);
+    eprintln!(
+        "listening on http://{}/webhooks/propexo",
+        listener.local_addr()?
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal())
         .await?;
