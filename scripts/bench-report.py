@@ -353,6 +353,42 @@ def load_test_section(target_dir: pathlib.Path, get) -> list[str]:
     )
 
 
+INBOX_RESULTS = "inbox-bench.json"
+INBOX_MIN = 0.8
+
+
+def inbox_section(target_dir: pathlib.Path) -> list[str]:
+    """Acknowledged deliveries/s into each durable inbox beside its engine's floor."""
+    path = target_dir / INBOX_RESULTS
+    if not path.exists():
+        return table(["measure", "value"], [["inbox: not measured yet (`cargo bench --bench inbox`)", "–"]])
+    data = json.loads(path.read_text())
+    rows = []
+    for row in data["rows"]:
+        value = row["receiver_per_s"] / row["floor_per_s"] if row["floor_per_s"] else None
+        rows.append(
+            [
+                row["backend"],
+                str(row["concurrency"]),
+                f"{row['receiver_per_s']:,.0f}",
+                f"{row['floor_per_s']:,.0f}",
+                fmt_ratio(value),
+                status(value, INBOX_MIN, at_least=True),
+            ]
+        )
+    return [
+        f"`benches/inbox.rs`, {data['date']}, {data['seconds']:g} s per measurement: signed 1 KiB "
+        "lease DATA_UPDATEs, each distinct, through the axum route in process (verify, store, "
+        "202) into each inbox, beside a bare `INSERT ...; COMMIT` of the same row with the same "
+        "durability (SQLite: WAL, `synchronous=FULL`, one connection per thread, `BEGIN "
+        "IMMEDIATE`; PostgreSQL: `fsync=on`, one connection per concurrent request). Target: "
+        f"at least {INBOX_MIN}× the floor.",
+        "",
+    ] + table(
+        ["inbox", "concurrent requests", "acknowledged/s", "floor/s", "ratio", f"≥ {INBOX_MIN}×"], rows
+    )
+
+
 def load_budget(data: dict, get) -> list[str]:
     """What the CPU target leaves for the receiver's own work, beside what that work costs."""
     bare_cpu = data["bare"]["cpu_us_per_request"]
@@ -631,6 +667,7 @@ def main() -> int:
     lines += ["## Dispatch (`benches/dispatch.rs`)", ""] + dispatch_section(get)
     lines += ["## axum (`benches/axum.rs`)", ""] + axum_section(get)
     lines += ["## HTTP load test", ""] + load_test_section(target_dir, get)
+    lines += ["## Durable inboxes (`benches/inbox.rs`)", ""] + inbox_section(target_dir)
     others = sorted({b.group for b in benches.values()} - known)
     others = [group for group in others if not group.startswith("axum")]
     for group in others:
