@@ -353,8 +353,8 @@ async fn sqlite_inbox_loses_nothing_when_the_receiver_is_killed() {
     crash_run("sqlite", url, inbox, 1, directory.path()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_inbox_loses_nothing_when_the_receiver_is_killed() {
+/// The PostgreSQL scenario with `replicas` receivers on a fresh database of the test cluster.
+async fn postgres_crash_run(name: &str, replicas: usize) {
     let Some(url) = postgres_support::fresh_database().await else {
         return;
     };
@@ -362,17 +362,15 @@ async fn postgres_inbox_loses_nothing_when_the_receiver_is_killed() {
     let inbox = PostgresInbox::connect(&url)
         .await
         .expect("connect to the inbox");
-    crash_run("postgres", &url, inbox, 1, directory.path()).await;
+    crash_run(name, &url, inbox, replicas, directory.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_inbox_loses_nothing_when_the_receiver_is_killed() {
+    postgres_crash_run("postgres", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_inbox_shared_by_two_replicas_loses_nothing_when_one_is_killed() {
-    let Some(url) = postgres_support::fresh_database().await else {
-        return;
-    };
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let inbox = PostgresInbox::connect(&url)
-        .await
-        .expect("connect to the inbox");
-    crash_run("postgres-2-replicas", &url, inbox, 2, directory.path()).await;
+    postgres_crash_run("postgres-2-replicas", 2).await;
 }
