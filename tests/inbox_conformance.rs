@@ -11,16 +11,6 @@
 //! guard kept alive until the test ends (a temporary directory, or `()`). With `optional:`, it
 //! gives `Option<(impl Inbox, guard)>`: `None` means the backend is not available here (the
 //! factory has printed `SKIPPED: <why>`, or failed under `CI=true`).
-// Without a backend's feature, no instance uses the cases.
-#![cfg_attr(
-    not(any(
-        feature = "axum",
-        feature = "actix-web",
-        feature = "sqlite",
-        feature = "postgres"
-    )),
-    allow(dead_code, unused_imports, unused_macros)
-)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -83,16 +73,9 @@ async fn postgres_inbox() -> Option<(propexo_webhooks::PostgresInbox, ())> {
 #[cfg(feature = "postgres")]
 conformance_suite!(postgres, optional: postgres_inbox());
 
-#[cfg(any(
-    feature = "axum",
-    feature = "actix-web",
-    feature = "sqlite",
-    feature = "postgres"
-))]
 conformance_suite!(memory, async { propexo_webhooks::MemoryInbox::new() });
 
 /// A fresh SQLite inbox in a temporary directory, removed when the test ends.
-#[cfg(feature = "sqlite")]
 async fn sqlite_inbox() -> Option<(propexo_webhooks::SqliteInbox, tempfile::TempDir)> {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let inbox = propexo_webhooks::SqliteInbox::open(directory.path().join("inbox.sqlite3"))
@@ -100,7 +83,6 @@ async fn sqlite_inbox() -> Option<(propexo_webhooks::SqliteInbox, tempfile::Temp
     Some((inbox, directory))
 }
 
-#[cfg(feature = "sqlite")]
 conformance_suite!(sqlite, optional: sqlite_inbox());
 
 const SECRET_A: &str = "first-secret-of-the-conformance-suite";
