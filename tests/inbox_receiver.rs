@@ -152,3 +152,49 @@ async fn with_the_database_stopped_every_request_gets_503_and_none_2xx() {
     );
     drop(cluster);
 }
+
+#[tokio::test]
+async fn sqlite_inbox_is_an_idempotency_store_that_survives_a_restart() {
+    use propexo_webhooks::{Claim, DedupPolicy, DeliveryKey, IdempotencyStore};
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("inbox.sqlite3");
+    let key = DeliveryKey::from_body(body(1).as_bytes());
+    let sync = DeliveryKey::from_body(b"a sync without a job id");
+    {
+        let store = SqliteInbox::open(&path).unwrap();
+        assert_eq!(
+            IdempotencyStore::claim(&store, &key).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            IdempotencyStore::claim(&store, &key).await.unwrap(),
+            Claim::InProgress
+        );
+        IdempotencyStore::complete(&store, &key, DedupPolicy::DEFAULT_WINDOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            IdempotencyStore::claim(&store, &sync).await.unwrap(),
+            Claim::Claimed
+        );
+        IdempotencyStore::complete(&store, &sync, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    // Another process (here: another connection) after a restart still knows the delivery.
+    let store = SqliteInbox::open(&path).unwrap();
+    assert_eq!(
+        IdempotencyStore::claim(&store, &key).await.unwrap(),
+        Claim::Completed
+    );
+    // A zero window remembers nothing after success.
+    assert_eq!(
+        IdempotencyStore::claim(&store, &sync).await.unwrap(),
+        Claim::Claimed
+    );
+    IdempotencyStore::release(&store, &sync).await.unwrap();
+    assert_eq!(
+        IdempotencyStore::claim(&store, &sync).await.unwrap(),
+        Claim::Claimed
+    );
+}
