@@ -71,8 +71,10 @@ struct Inner {
     idempotency_claim_timeout: Duration,
     notify: Arc<Notify>,
     listener: Option<JoinHandle<()>>,
-    /// A `NOTIFY` is on its way: later stores need not send their own.
+    /// A task is sending `NOTIFY`s: later stores need not start another.
     waking: AtomicBool,
+    /// A store committed since the last `NOTIFY` was sent.
+    stored_since: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -219,6 +221,7 @@ impl PostgresInboxBuilder {
                 notify,
                 listener,
                 waking: AtomicBool::new(false),
+                stored_since: AtomicBool::new(false),
             }),
         })
     }
@@ -274,6 +277,7 @@ impl PostgresInbox {
                 notify: Arc::new(Notify::new()),
                 listener: None,
                 waking: AtomicBool::new(false),
+                stored_since: AtomicBool::new(false),
             }),
         })
     }
@@ -925,12 +929,17 @@ impl Inbox for PostgresInbox {
     }
 }
 
+/// The shortest time between two wake-up `NOTIFY`s of one inbox.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
+
 impl PostgresInbox {
-    /// Sends a `NOTIFY` after a store committed, in a transaction of its own and coalesced: at
-    /// most one waits to be sent. PostgreSQL serialises the commits of notifying transactions
-    /// under one lock, so a `NOTIFY` in every store would cost concurrent stores their group
-    /// commit.
+    /// Sends a `NOTIFY` after a store committed, in a transaction of its own and coalesced: one
+    /// task sends them, at most one per [`NOTIFY_INTERVAL`], and a store that commits while it
+    /// runs is covered by its next one. PostgreSQL serialises the commits of notifying
+    /// transactions under one lock, so a `NOTIFY` per store would cost concurrent stores their
+    /// group commit; under load the workers are busy and need no wake-up anyway.
     fn wake_workers(&self) {
+        self.inner.stored_since.store(true, Ordering::Release);
         if self.inner.waking.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -940,15 +949,28 @@ impl PostgresInbox {
         };
         let inbox = self.clone();
         runtime.spawn(async move {
-            // Cleared first: a store that commits from now on sends a NOTIFY of its own, so
-            // every stored row is followed by one.
-            inbox.inner.waking.store(false, Ordering::Release);
-            let _ = inbox
-                .run(|client, sql| async move {
-                    let statement = client.prepare_cached(&sql.notify).await.map_err(db)?;
-                    client.execute(&statement, &[]).await.map_err(db)
-                })
-                .await;
+            let inner = &inbox.inner;
+            loop {
+                if inner.stored_since.swap(false, Ordering::AcqRel) {
+                    let _ = inbox
+                        .run(|client, sql| async move {
+                            let statement =
+                                client.prepare_cached(&sql.notify).await.map_err(db)?;
+                            client.execute(&statement, &[]).await.map_err(db)
+                        })
+                        .await;
+                    tokio::time::sleep(NOTIFY_INTERVAL).await;
+                    continue;
+                }
+                inner.waking.store(false, Ordering::Release);
+                // A store between the check above and this line saw `waking` set and left the
+                // wake-up to this task: take it back unless another task already has.
+                if !inner.stored_since.load(Ordering::Acquire)
+                    || inner.waking.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
         });
     }
 
