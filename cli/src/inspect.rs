@@ -3,7 +3,7 @@
 use propexo_webhooks::{
     AnyRecord, DeliveryKey, EventType, Field, JsonObject, ObjectType, RawJson, WebhookEvent,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::cli::InspectArgs;
 use crate::input;
@@ -44,26 +44,34 @@ pub(crate) fn shape(value: &Value) -> &'static str {
 /// Everything `inspect` says about `body`, as one JSON object.
 pub(crate) fn inspect(body: &[u8]) -> Value {
     let key = DeliveryKey::from_body(body).to_string();
-    let mut report = json!({"delivery_key": key, "bytes": body.len()});
+    let mut report = Map::new();
+    report.insert("delivery_key".into(), json!(key));
+    report.insert("bytes".into(), json!(body.len()));
     let shape = serde_json::from_slice::<Value>(body).map_or("not JSON", |value| shape(&value));
-    report["shape"] = json!(shape);
+    report.insert("shape".into(), json!(shape));
     let event = match WebhookEvent::from_slice(body) {
         Ok(event) => event,
         Err(error) => {
-            report["error"] = json!(error.to_string());
-            return report;
+            report.insert("error".into(), json!(error.to_string()));
+            return Value::Object(report);
         }
     };
     let trigger = event.event_type();
-    report["trigger"] = json!(trigger.as_str());
-    report["object"] = json!(event.object().map(ObjectType::as_str));
-    report["record_id"] = json!(event.record_id());
-    report["integration_id"] = json!(event.integration_id());
-    report["vendor"] = json!(event.vendor().map(|vendor| vendor.as_str()));
-    report["job_id"] = json!(event.job_id());
-    report["root_job_id"] = json!(event.root_job_id());
+    report.insert("trigger".into(), json!(trigger.as_str()));
+    report.insert(
+        "object".into(),
+        json!(event.object().map(ObjectType::as_str)),
+    );
+    report.insert("record_id".into(), json!(event.record_id()));
+    report.insert("integration_id".into(), json!(event.integration_id()));
+    report.insert(
+        "vendor".into(),
+        json!(event.vendor().map(|vendor| vendor.as_str())),
+    );
+    report.insert("job_id".into(), json!(event.job_id()));
+    report.insert("root_job_id".into(), json!(event.root_job_id()));
     if let (Some(object), Some(id)) = (event.object(), event.record_id()) {
-        report["record_path"] = json!(object.record_path(id));
+        report.insert("record_path".into(), json!(object.record_path(id)));
     }
 
     let mut unknown = Vec::new();
@@ -90,7 +98,7 @@ pub(crate) fn inspect(body: &[u8]) -> Value {
                     }))
                 })
                 .collect();
-            report["diff"] = json!(changes);
+            report.insert("diff".into(), json!(changes));
             if let Some(object) = event.object() {
                 record_check(&mut report, object, "diff.new", &update.diff.new);
                 record_check(&mut report, object, "diff.previous", &update.diff.previous);
@@ -103,7 +111,10 @@ pub(crate) fn inspect(body: &[u8]) -> Value {
                 .filter(|(_, value)| value.as_str() == "null")
                 .map(|(key, _)| key)
                 .collect();
-            report["payload"] = json!({"keys": new.payload.len(), "null_keys": nulls});
+            report.insert(
+                "payload".into(),
+                json!({"keys": new.payload.len(), "null_keys": nulls}),
+            );
             if let Some(object) = event.object() {
                 record_check(&mut report, object, "payload", &new.payload);
             }
@@ -112,7 +123,7 @@ pub(crate) fn inspect(body: &[u8]) -> Value {
             if let Some(status) = write.write_status.as_ref().filter(|s| s.is_unknown()) {
                 unknown.push(json!({"field": "write_status", "value": status.as_str()}));
             }
-            report["errors"] = json!(write.errors);
+            report.insert("errors".into(), json!(write.errors));
         }
         WebhookEvent::SyncComplete(sync) | WebhookEvent::FirstSyncComplete(sync) => {
             for model in sync.models_synced.iter().flatten() {
@@ -120,13 +131,16 @@ pub(crate) fn inspect(body: &[u8]) -> Value {
                     unknown.push(json!({"field": "models_synced", "value": model.as_str()}));
                 }
             }
-            report["successful_job_count"] = json!(sync.successful_job_count);
-            report["failed_job_count"] = json!(sync.failed_job_count);
+            report.insert(
+                "successful_job_count".into(),
+                json!(sync.successful_job_count),
+            );
+            report.insert("failed_job_count".into(), json!(sync.failed_job_count));
         }
         _ => {}
     }
-    report["unknown_values"] = json!(unknown);
-    report
+    report.insert("unknown_values".into(), json!(unknown));
+    Value::Object(report)
 }
 
 /// A field of a diff side: `absent` and `null` told apart.
@@ -139,14 +153,16 @@ fn field_json(field: &Field<RawJson<'_>>) -> Value {
 }
 
 /// Whether the record fields parse as the object's record type.
-fn record_check(report: &mut Value, object: &ObjectType, what: &str, fields: &JsonObject) {
-    if let Err(error) = AnyRecord::parse(object, fields.as_str()) {
-        let problems = report
-            .as_object_mut()
-            .map(|map| map.entry("record_errors").or_insert_with(|| json!([])));
-        if let Some(Value::Array(problems)) = problems {
-            problems.push(json!(format!("{what}: {error}")));
-        }
+fn record_check(
+    report: &mut Map<String, Value>,
+    object: &ObjectType,
+    what: &str,
+    fields: &JsonObject,
+) {
+    if let Err(error) = AnyRecord::parse(object, fields.as_str())
+        && let Value::Array(problems) = report.entry("record_errors").or_insert_with(|| json!([]))
+    {
+        problems.push(json!(format!("{what}: {error}")));
     }
 }
 

@@ -683,13 +683,13 @@ fn inspect_tells_absent_from_null_and_names_the_shape() {
 
     let envelope = cli()
         .args(["inspect", "--json", "--data"])
-        .arg(&String::from_utf8(fixture("data_update.envelope")).unwrap())
+        .arg(String::from_utf8(fixture("data_update.envelope")).unwrap())
         .output()
         .unwrap();
     assert_eq!(json_lines(&envelope)[0]["shape"], "envelope");
     let unknown = cli()
         .args(["inspect", "--json", "--data"])
-        .arg(&String::from_utf8(fixture("unknown_values")).unwrap())
+        .arg(String::from_utf8(fixture("unknown_values")).unwrap())
         .output()
         .unwrap();
     assert!(
