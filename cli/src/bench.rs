@@ -38,7 +38,8 @@ struct Shared {
     run: u64,
     next: AtomicU64,
     count: Option<u64>,
-    deadline: Instant,
+    /// `None`: no time limit (a count, or a duration too long to represent).
+    deadline: Option<Instant>,
     started: Instant,
     rate: Option<f64>,
     stop: AtomicBool,
@@ -79,12 +80,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
         run,
         next: AtomicU64::new(0),
         count: args.count,
-        deadline: started
-            + if args.count.is_some() {
-                Duration::from_secs(u64::MAX / 4)
-            } else {
-                args.duration
-            },
+        deadline: if args.count.is_some() {
+            None
+        } else {
+            started.checked_add(args.duration)
+        },
         started,
         rate: args.rate,
         stop: AtomicBool::new(false),
@@ -124,7 +124,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
 async fn connection_loop(shared: Arc<Shared>, mut connection: Connection) -> Tally {
     let mut tally = Tally::default();
     loop {
-        if shared.stop.load(Ordering::Relaxed) || Instant::now() >= shared.deadline {
+        if shared.stop.load(Ordering::Relaxed)
+            || shared.deadline.is_some_and(|d| Instant::now() >= d)
+        {
             break;
         }
         let n = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -132,8 +134,10 @@ async fn connection_loop(shared: Arc<Shared>, mut connection: Connection) -> Tal
             break;
         }
         if let Some(rate) = shared.rate {
-            let due = shared.started + Duration::from_secs_f64(n as f64 / rate);
-            if due >= shared.deadline {
+            let Some(due) = due(shared.started, n, rate) else {
+                break;
+            };
+            if shared.deadline.is_some_and(|deadline| due >= deadline) {
                 break;
             }
             tokio::time::sleep_until(due.into()).await;
@@ -159,6 +163,12 @@ async fn connection_loop(shared: Arc<Shared>, mut connection: Connection) -> Tal
         shared.bar.inc(1);
     }
     tally
+}
+
+/// When request `n` may start at `rate` a second; `None` when that is beyond representable time.
+pub(crate) fn due(started: Instant, n: u64, rate: f64) -> Option<Instant> {
+    let offset = Duration::try_from_secs_f64(n as f64 / rate).ok()?;
+    started.checked_add(offset)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -230,7 +240,9 @@ fn report(args: &BenchArgs, tally: &Tally, elapsed: Duration) -> Result<(), Fail
             outln!("  error  {n}  {error}");
         }
     }
-    if ok == answered + errors && answered > 0 {
+    if answered + errors == 0 {
+        Err(Failure::failed("no delivery was sent"))
+    } else if ok == answered + errors {
         Ok(())
     } else {
         Err(Failure::failed(format!(

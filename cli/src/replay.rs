@@ -212,7 +212,10 @@ async fn worker(shared: Arc<Shared>, mut connection: Connection) {
         };
         if let Some(rate) = shared.rate {
             let slot = shared.issued.fetch_add(1, Ordering::Relaxed);
-            let due = shared.started + Duration::from_secs_f64(slot as f64 / rate);
+            let Some(due) = crate::bench::due(shared.started, slot as u64, rate) else {
+                // Beyond representable time at this rate: nothing more will be sent.
+                return;
+            };
             tokio::time::sleep_until(due.into()).await;
         }
         let mut headers = HeaderMap::new();
@@ -384,7 +387,9 @@ fn load_capture(dir: &Path) -> Result<Item, Failure> {
             headers.push((name.clone(), bytes));
         }
     }
-    let received_at = UNIX_EPOCH + Duration::from_millis(meta.received_at_unix_ms);
+    let received_at = UNIX_EPOCH
+        .checked_add(Duration::from_millis(meta.received_at_unix_ms))
+        .unwrap_or(UNIX_EPOCH);
     Ok(Item::new(
         dir.display().to_string(),
         Bytes::from(body),
