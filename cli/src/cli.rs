@@ -237,7 +237,8 @@ propexo-webhooks replay URL captures --since 2024-10-01T00:00:00Z --until 2h -c 
 propexo-webhooks replay URL inbox.sqlite --checkpoint replay.done   # run again to resume\n\n\
 SOURCE: a capture directory (or one capture in it), a SQLite inbox file, or a postgres:// \
 URL. Bodies are re-sent byte for byte with their original signature, or signed again when \
-a secret is given. Dead letters stay in the inbox: replay only reads it. Deliveries are \
+a secret is given; captures that failed verification are skipped unless \
+--include-unverified. Dead letters stay in the inbox: replay only reads it. Deliveries are \
 sent oldest first. The checkpoint file gets the delivery key of each one answered 2xx, and \
 keys in it are skipped. --since/--until take an RFC 3339 time or a duration ago (`2h`).")]
 pub(crate) struct ReplayArgs {
@@ -270,6 +271,9 @@ pub(crate) struct ReplayArgs {
     /// Keys of delivered deliveries go here, and are skipped when it is read back.
     #[arg(long, value_name = "FILE")]
     pub(crate) checkpoint: Option<PathBuf>,
+    /// Also re-send captures whose signature did not verify when captured (skipped otherwise).
+    #[arg(long)]
+    pub(crate) include_unverified: bool,
     /// At most this many dead letters read from each inbox.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) max_dead_letters: usize,

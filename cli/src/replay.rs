@@ -33,6 +33,8 @@ struct Item {
     received_at: SystemTime,
     trigger: Option<String>,
     object: Option<String>,
+    /// A capture whose signature did not verify when it was captured.
+    unverified: bool,
 }
 
 impl Item {
@@ -56,6 +58,7 @@ impl Item {
             signature,
             headers,
             received_at,
+            unverified: false,
         }
     }
 }
@@ -93,11 +96,12 @@ pub(crate) async fn run(args: ReplayArgs) -> Result<(), Failure> {
     };
     let total = items.len();
     items.retain(|item| {
-        (triggers.is_empty()
-            || item
-                .trigger
-                .as_deref()
-                .is_some_and(|t| triggers.iter().any(|f| f.as_str() == t)))
+        (args.include_unverified || !item.unverified)
+            && (triggers.is_empty()
+                || item
+                    .trigger
+                    .as_deref()
+                    .is_some_and(|t| triggers.iter().any(|f| f.as_str() == t)))
             && (objects.is_empty()
                 || item
                     .object
@@ -390,13 +394,15 @@ fn load_capture(dir: &Path) -> Result<Item, Failure> {
     let received_at = UNIX_EPOCH
         .checked_add(Duration::from_millis(meta.received_at_unix_ms))
         .unwrap_or(UNIX_EPOCH);
-    Ok(Item::new(
+    let mut item = Item::new(
         dir.display().to_string(),
         Bytes::from(body),
         signature,
         headers,
         received_at,
-    ))
+    );
+    item.unverified = meta.verified == Some(false);
+    Ok(item)
 }
 
 #[cfg(feature = "sqlite")]
