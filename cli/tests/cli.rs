@@ -552,6 +552,18 @@ async fn replay_of_a_sqlite_inbox_reruns_its_dead_letters() {
         );
     }
 
+    // Time filters, in a dry run: all were received within the hour, none before 2020.
+    for (flag, value, selected) in [("--since", "1h", 3), ("--until", "2020-01-01T00:00:00Z", 0)] {
+        let mut dry = cli();
+        dry.args(["replay", &receiver.url, "--dry-run", "--json", flag, value])
+            .arg(&path);
+        let dry = run(dry).await;
+        assert_eq!(dry.status.code(), Some(0));
+        let summary = json_lines(&dry).pop().unwrap();
+        assert_eq!(summary["selected"], selected, "{flag} {value}: {summary}");
+    }
+    assert_eq!(receiver.handled.load(Ordering::SeqCst), 4);
+
     // A source that is neither: a clear usage error.
     let mut bad = cli();
     bad.args(["replay", &receiver.url, "/no/such/source"]);
@@ -610,6 +622,30 @@ async fn bench_reports_what_the_receiver_handled() {
         "{latency}"
     );
     assert!(report["throughput_per_s"].as_f64().unwrap() > 0.0);
+
+    // A rate limit holds: 30 deliveries at 100/s take at least 0.29 s.
+    let paced = run({
+        let mut command = cli();
+        command.args([
+            "bench",
+            &receiver.url,
+            "-c",
+            "4",
+            "-n",
+            "30",
+            "--rate",
+            "100",
+            "--json",
+            "--secret",
+            SECRET,
+        ]);
+        command
+    })
+    .await;
+    assert_eq!(paced.status.code(), Some(0));
+    let paced = &json_lines(&paced)[0];
+    assert_eq!(paced["ok"], 30);
+    assert!(paced["seconds"].as_f64().unwrap() >= 0.29, "{paced}");
 
     // A bad secret: every answer 401, exit 1.
     let bad = run({
