@@ -668,6 +668,8 @@ def main() -> int:
     lines += ["## axum (`benches/axum.rs`)", ""] + axum_section(get)
     lines += ["## HTTP load test", ""] + load_test_section(target_dir, get)
     lines += ["## Durable inboxes (`benches/inbox.rs`)", ""] + inbox_section(target_dir)
+    # scripts/load-cli.sh prints this table; its figures are kept in benches/load/cli-vs-wrk.md.
+    lines += (ROOT / "benches" / "load" / "cli-vs-wrk.md").read_text().rstrip("\n").splitlines() + [""]
     others = sorted({b.group for b in benches.values()} - known)
     others = [group for group in others if not group.startswith("axum")]
     for group in others:
