@@ -21,7 +21,8 @@ use axum::body::Body;
 use http::{StatusCode, header};
 use http_body_util::BodyExt;
 use propexo_webhooks::{
-    Delivery, DeliveryKey, Dispatcher, Inbox, NatsInbox, NatsSetupError, Receiver, Stored, VerifiedBody, Verifier, WorkerConfig, Workers, testkit,
+    Delivery, DeliveryKey, Dispatcher, Inbox, NatsInbox, NatsSetupError, Receiver, Stored,
+    VerifiedBody, Verifier, WorkerConfig, Workers, testkit,
 };
 use tower::ServiceExt;
 
@@ -167,7 +168,11 @@ async fn publish_through_the_receiver_and_consume() {
         .map(|n| DeliveryKey::from_body(job_body(n).as_bytes()))
         .collect();
     assert_eq!(keys, expected);
-    assert_eq!(setup.messages_in_stream().await, 0, "acked: gone from the work queue");
+    assert_eq!(
+        setup.messages_in_stream().await,
+        0,
+        "acked: gone from the work queue"
+    );
     // A re-send of a handled job event is a duplicate: 200, not stored again.
     assert_eq!(post(&app, &job_body(3)).await.0, StatusCode::OK);
     assert_eq!(setup.messages_in_stream().await, 0);
@@ -184,7 +189,9 @@ async fn a_duplicate_publish_is_one_message() {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (inbox, delivery) = (inbox.clone(), delivery.clone());
-        tasks.push(tokio::spawn(async move { inbox.store(&delivery).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            inbox.store(&delivery).await.unwrap()
+        }));
     }
     let mut results = Vec::new();
     for task in tasks {
@@ -282,7 +289,11 @@ async fn failing_handler_is_retried_with_delay_then_dead_lettered_and_requeued()
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].key, key);
     assert_eq!(letters[0].attempts, 3);
-    assert!(letters[0].reason.contains("failing on purpose"), "{}", letters[0].reason);
+    assert!(
+        letters[0].reason.contains("failing on purpose"),
+        "{}",
+        letters[0].reason
+    );
     assert_eq!(letters[0].delivery.body, delivery.body());
     assert_eq!(
         letters[0].delivery.signature,
@@ -293,10 +304,14 @@ async fn failing_handler_is_retried_with_delay_then_dead_lettered_and_requeued()
 
     failing.store(false, Ordering::SeqCst);
     assert!(inbox.requeue(&key).await.unwrap());
-    wait_for("the requeued delivery done", Duration::from_secs(10), async || {
-        let stats = inbox.stats().await.unwrap();
-        stats.done == 1 && stats.dead == 0
-    })
+    wait_for(
+        "the requeued delivery done",
+        Duration::from_secs(10),
+        async || {
+            let stats = inbox.stats().await.unwrap();
+            stats.done == 1 && stats.dead == 0
+        },
+    )
     .await;
     workers.shutdown().await;
     assert_eq!(seen.lock().unwrap().len(), 4);
@@ -336,7 +351,11 @@ async fn two_workers_never_both_complete_one_delivery() {
             handled.lock().unwrap().entry(key).or_default().push(fleet);
             Ok::<_, String>(())
         });
-        fleets.push(Workers::start(inbox.clone(), dispatcher, fast_workers(&inbox)));
+        fleets.push(Workers::start(
+            inbox.clone(),
+            dispatcher,
+            fast_workers(&inbox),
+        ));
     }
     wait_for("every delivery done", Duration::from_secs(30), async || {
         producer.stats().await.unwrap().done == N as u64
@@ -526,9 +545,11 @@ async fn server_down_is_503_with_retry_after() {
         .await
         .unwrap()
         .unwrap();
-    wait_for("the receiver storing again", Duration::from_secs(20), async || {
-        post(&app, &job_body(5)).await.0 == StatusCode::ACCEPTED
-    })
+    wait_for(
+        "the receiver storing again",
+        Duration::from_secs(20),
+        async || post(&app, &job_body(5)).await.0 == StatusCode::ACCEPTED,
+    )
     .await;
     // What was acknowledged survived the kill (file storage). A publish whose ack timed out
     // (503) may have reached the stream after the reconnection: Propexo's retry of it is then
@@ -564,20 +585,52 @@ fn example_binary() -> PathBuf {
     }
     // target/<profile>/deps/nats-<hash> → target/<profile>
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_owned();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_owned();
     let target_dir = profile_dir.parent().unwrap().to_owned();
-    let release = profile_dir.file_name().is_some_and(|name| name == "release");
+    let release = profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release");
     let mut command = Command::new(env!("CARGO"));
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--example", "nats_receiver", "--features"])
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "nats_receiver",
+            "--features",
+        ])
         .arg(features.join(","))
         .env("CARGO_TARGET_DIR", &target_dir);
+    // Cargo sets these for this test process; a build script that watches one (ring watches
+    // CARGO_PKG_NAME) would otherwise be rebuilt here, and again by the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo = [
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
+        if set_by_cargo {
+            command.env_remove(&*name);
+        }
+    }
     if release {
         command.arg("--release");
     }
     let status = command.status().unwrap();
-    assert!(status.success(), "cargo build --example nats_receiver failed");
+    assert!(
+        status.success(),
+        "cargo build --example nats_receiver failed"
+    );
     profile_dir.join("examples").join("nats_receiver")
 }
 
@@ -623,7 +676,9 @@ async fn raw_post(port: u16, body: &str) -> Option<u16> {
         body.len()
     );
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
@@ -648,13 +703,13 @@ fn free_port() -> u16 {
 /// killed mid-handler and restarted, nats-server is killed and restarted once: every delivery
 /// acknowledged to the client is handled at least once in the end (EFFECTS_FILE).
 ///
-/// `PROPEXO_NATS_CRASH_DELIVERIES` sets the size (default 300; the full run is 10 000).
+/// `PROPEXO_NATS_CRASH_DELIVERIES` sets the size (default 3 000; the full run is 10 000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_test_every_acknowledged_delivery_is_handled() {
     let deliveries: usize = std::env::var("PROPEXO_NATS_CRASH_DELIVERIES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(3000);
     let Some(server) = tokio::task::spawn_blocking(nats_support::own)
         .await
         .unwrap()
@@ -702,7 +757,10 @@ async fn crash_test_every_acknowledged_delivery_is_handled() {
                 }
                 let body = job_body(n);
                 loop {
-                    assert!(started.elapsed() < Duration::from_secs(600), "no 2xx for {n}");
+                    assert!(
+                        started.elapsed() < Duration::from_secs(600),
+                        "no 2xx for {n}"
+                    );
                     match raw_post(port, &body).await {
                         Some(200..=299) => break,
                         _ => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -715,51 +773,76 @@ async fn crash_test_every_acknowledged_delivery_is_handled() {
 
     // The chaos: kill the receiver at random moments (at least 3 times), a worker once, and
     // nats-server once, while the clients send.
+    // Milestones as a share of the deliveries acknowledged; any not reached while the clients
+    // send (a big jump at the end) happen before the final check.
     let step = |fraction: usize| deliveries * fraction / 10;
     let mut receiver_kills = 0;
     let mut worker_killed = false;
     let mut server_killed = false;
     let mut milestone = 1;
-    while acknowledged.load(Ordering::SeqCst) < deliveries {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(20..150))).await;
+    let started = Instant::now();
+    let log = |what: &str| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "crash test {:>6.1?}: {what}",
+            started.elapsed()
+        );
+    };
+    while milestone <= 9 {
+        let sending = acknowledged.load(Ordering::SeqCst) < deliveries;
+        if sending {
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(5..60))).await;
+        }
         let done = acknowledged.load(Ordering::SeqCst);
-        if milestone <= 9 && done >= step(milestone) {
-            match milestone {
-                2 | 5 | 8 => {
-                    let receiver = receiver.clone();
-                    let env = receiver_env.clone();
-                    let binary = binary.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let mut receiver = receiver.lock().unwrap();
-                        receiver.kill();
-                        std::thread::sleep(Duration::from_millis(fastrand::u64(0..300)));
-                        *receiver = Process::start(&binary, &[], &env);
-                    })
+        if sending && done < step(milestone) {
+            continue;
+        }
+        match milestone {
+            2 | 5 | 8 => {
+                let receiver = receiver.clone();
+                let env = receiver_env.clone();
+                let binary = binary.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut receiver = receiver.lock().unwrap();
+                    receiver.kill();
+                    std::thread::sleep(Duration::from_millis(fastrand::u64(0..300)));
+                    *receiver = Process::start(&binary, &[], &env);
+                })
+                .await
+                .unwrap();
+                receiver_kills += 1;
+                log(&format!(
+                    "receiver killed and restarted at {done} acknowledged"
+                ));
+            }
+            4 => {
+                // Mid-handler: its deliveries come back after the ack wait.
+                workers[0].kill();
+                workers[0] = Process::start(&binary, &["--worker"], &worker_env);
+                worker_killed = true;
+                log(&format!(
+                    "worker killed and restarted at {done} acknowledged"
+                ));
+            }
+            6 => {
+                let server = server.clone();
+                tokio::task::spawn_blocking(move || server.restart().unwrap())
                     .await
                     .unwrap();
-                    receiver_kills += 1;
-                }
-                4 => {
-                    // Mid-handler: its deliveries come back after the ack wait.
-                    workers[0].kill();
-                    workers[0] = Process::start(&binary, &["--worker"], &worker_env);
-                    worker_killed = true;
-                }
-                6 => {
-                    let server = server.clone();
-                    tokio::task::spawn_blocking(move || server.restart().unwrap())
-                        .await
-                        .unwrap();
-                    server_killed = true;
-                }
-                _ => {}
+                server_killed = true;
+                log(&format!(
+                    "nats-server killed and restarted at {done} acknowledged"
+                ));
             }
-            milestone += 1;
+            _ => {}
         }
+        milestone += 1;
     }
     for client in clients {
         client.await.unwrap();
     }
+    log("every delivery acknowledged");
     assert!(receiver_kills >= 3 && worker_killed && server_killed);
 
     let expected: HashSet<String> = (0..deliveries)
@@ -779,6 +862,7 @@ async fn crash_test_every_acknowledged_delivery_is_handled() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    log("effects checked");
     for worker in &mut workers {
         worker.kill();
     }
