@@ -1092,11 +1092,12 @@ impl Inner {
             u64::try_from(local.waiting.len()).unwrap_or(u64::MAX)
         }
         .min(ack_pending);
-        let mut stats = InboxStats::default();
-        stats.pending = consumer.num_pending + waiting;
-        stats.in_flight = ack_pending - waiting;
-        stats.done = done.state.messages;
-        stats.dead = dead.state.messages;
+        let stats = InboxStats {
+            pending: consumer.num_pending + waiting,
+            in_flight: ack_pending - waiting,
+            done: done.state.messages,
+            dead: dead.state.messages,
+        };
         Ok(stats)
     }
 
