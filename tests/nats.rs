@@ -876,3 +876,138 @@ async fn crash_test_every_acknowledged_delivery_is_handled() {
     );
     assert_eq!(missing, 0, "acknowledged deliveries never handled");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Throughput.
+
+/// A 1 KiB DATA_UPDATE unique to `n`.
+fn kib_body(n: usize) -> String {
+    let head = format!(
+        r#"{{"event":"DATA_UPDATE","integration_id":"INTEGRATION_ID_001","job_id":"JOB-{n}","record_id":"LEASE-{n}","object":"leases","vendor":"RESMAN","pad":""#
+    );
+    format!("{head}{}\"}}", "x".repeat(1024 - head.len() - 2))
+}
+
+/// Acknowledged deliveries per second through the receiver (in process, `tower::oneshot`) into
+/// JetStream at 1, 16 and 64 concurrent requests, beside a bare async-nats JetStream publish of
+/// the same bytes and headers to a stream with the same settings (the floor), in one run.
+///
+/// ```sh
+/// cargo test --release --features nats,axum,testkit --test nats throughput -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run it on an idle machine, in release"]
+async fn throughput_receiver_vs_bare_publish() {
+    const RUN: Duration = Duration::from_secs(3);
+    let Some(server) = tokio::task::spawn_blocking(nats_support::own)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let context = jetstream::new(client.clone());
+    let mut rows = Vec::new();
+    let mut offset = 0;
+    for concurrency in [1usize, 16, 64] {
+        let mut best = (0.0f64, 0.0f64);
+        for round in 0..2 {
+            // The floor: what NatsInbox publishes, published directly.
+            let name = format!("FLOOR_{concurrency}_{round}");
+            let floor = NatsInbox::builder(client.clone())
+                .stream(&name)
+                .prefix(name.to_lowercase())
+                .open()
+                .await
+                .unwrap();
+            let subject = floor.subject().to_owned();
+            let count = Arc::new(AtomicUsize::new(0));
+            let next = Arc::new(AtomicUsize::new(offset));
+            let deadline = Instant::now() + RUN;
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let (context, subject, count, next) = (
+                    context.clone(),
+                    subject.clone(),
+                    count.clone(),
+                    next.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let body = bytes::Bytes::from(kib_body(n));
+                        let key = DeliveryKey::from_body(&body);
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert("Propexo-Signature", propexo_webhooks::sign(SECRET, &body));
+                        headers.insert("Propexo-Secret-Index", "0");
+                        headers.insert("Propexo-Headers", r#"["content-type: application/json"]"#);
+                        headers.insert("Nats-Msg-Id", key.to_string());
+                        let ack = context
+                            .publish_with_headers(subject.clone(), headers, body)
+                            .await
+                            .unwrap()
+                            .await
+                            .unwrap();
+                        assert!(!ack.duplicate);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            offset = next.load(Ordering::Relaxed);
+            let floor_rate = count.load(Ordering::Relaxed) as f64 / RUN.as_secs_f64();
+
+            // The receiver: verify, publish, await the ack, answer 202.
+            let name = format!("RECV_{concurrency}_{round}");
+            let inbox = NatsInbox::builder(client.clone())
+                .stream(&name)
+                .prefix(name.to_lowercase())
+                .open()
+                .await
+                .unwrap();
+            let app = app(Receiver::with_inbox(verifier(), inbox));
+            let count = Arc::new(AtomicUsize::new(0));
+            let next = Arc::new(AtomicUsize::new(offset));
+            let deadline = Instant::now() + RUN;
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let (app, count, next) = (app.clone(), count.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let request =
+                            testkit::signed_request(PATH, SECRET, kib_body(n)).map(Body::from);
+                        let response = app.clone().oneshot(request).await.unwrap();
+                        assert_eq!(response.status(), StatusCode::ACCEPTED);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            offset = next.load(Ordering::Relaxed);
+            let receiver_rate = count.load(Ordering::Relaxed) as f64 / RUN.as_secs_f64();
+            if receiver_rate / floor_rate > best.1 / best.0.max(1.0) || best.0 == 0.0 {
+                best = (floor_rate, receiver_rate);
+            }
+        }
+        rows.push((concurrency, best.0, best.1));
+    }
+    use std::io::Write;
+    let mut out = std::io::stderr();
+    let _ = writeln!(
+        out,
+        "| concurrent requests | bare JetStream publish (floor), deliveries/s | receiver into JetStream, deliveries/s | ÷ floor |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (concurrency, floor, receiver) in rows {
+        let _ = writeln!(
+            out,
+            "| {concurrency} | {floor:.0} | {receiver:.0} | {:.2}× |",
+            receiver / floor
+        );
+    }
+}

@@ -1,70 +1,4 @@
-//! [`NatsInbox`]: verified deliveries handed to NATS JetStream, consumed by [`Workers`].
-//!
-//! # Layout
-//!
-//! Three streams, named after [`NatsInboxBuilder::stream`] (default `PROPEXO_WEBHOOKS`), under
-//! one subject prefix (default `propexo.webhooks`):
-//!
-//! | stream | subjects | holds |
-//! |---|---|---|
-//! | `PROPEXO_WEBHOOKS` | `<prefix>.deliveries` | deliveries not yet done (work-queue retention: an ack removes one) |
-//! | `PROPEXO_WEBHOOKS_DONE` | `<prefix>.done.<key>` | one empty marker per handled delivery, aged out after the duplicate window |
-//! | `PROPEXO_WEBHOOKS_DEAD` | `<prefix>.dead.<key>` | dead letters, until an operator requeues or deletes them |
-//!
-//! Each message carries the raw body as its payload and, as NATS headers, the signature that
-//! verified it (`Propexo-Signature`), the secret's index and label, and the request headers worth
-//! keeping (`Propexo-Headers`: a JSON array of `<name>: <value>` lines, in order).
-//!
-//! # De-duplication
-//!
-//! A delivery is published with `Nats-Msg-Id` = its [`DeliveryKey`] in hex, so that JetStream
-//! drops a re-send that arrives within the stream's duplicate window (3 hours by default, more
-//! than Propexo's 2.5 hours of retries; JetStream's own default is 2 minutes). JetStream's window
-//! does not know whether the delivery was handled, nor the event's [`DedupPolicy`]: an event
-//! without a job id (`SYNC_COMPLETE`, ...) must not be de-duplicated once handled. So a worker
-//! that completes a delivery also writes a *done marker* saying until when the delivery counts
-//! as a duplicate (the window the dispatcher chose, zero for those events). When the publish ack
-//! reports a duplicate, the inbox reads the marker: none means the delivery is still pending, in
-//! flight or dead ([`Stored::AlreadyStored`]); a marker whose window has not ended means
-//! [`Stored::Duplicate`]; a marker whose window has ended means the same bytes are a new event,
-//! published again under the message id `<key>.<marker sequence>` (so that concurrent re-sends of
-//! it are still one message). Windows longer than the stream's duplicate window end with it.
-//!
-//! # Only verified deliveries
-//!
-//! The receiver publishes only what [`Inbox::store`] is given, a [`VerifiedBody`]. Anybody who
-//! may publish to `<prefix>.deliveries` can put a message there too, so restrict that subject
-//! with NATS permissions to the receivers' user (and the operators who requeue dead letters), or
-//! give the workers the secrets with [`NatsInboxBuilder::verify_again`]: each claimed delivery is
-//! then verified again (an HMAC, microseconds), and one that does not verify becomes a dead
-//! letter without reaching a handler.
-//!
-//! # Leases and attempts
-//!
-//! A claim fetches from a durable pull consumer with explicit acks. The lease is the consumer's
-//! `ack_wait` (per consumer, not per claim: [`Workers`]' `lease` should be set to
-//! [`NatsInbox::ack_wait`]); a heartbeat is an in-progress ack; a completion is an ack the server
-//! confirms; a retry is a nak with the backoff as its delay. JetStream redelivers a message whose
-//! `ack_wait` ran out, so [`Inbox::sweep`] only forgets this process's expired leases (a stale
-//! worker's settlement then changes nothing here). The attempt count is JetStream's delivery
-//! count. The consumer's `MaxDeliver` is unlimited, so JetStream never silently stops delivering:
-//! a delivery past `max_attempts` (its last worker died holding it) is made a dead letter when it
-//! is next claimed. Fencing across processes is JetStream's: a stale worker's ack still counts
-//! if nobody acknowledged the redelivered copy first, so handlers must be idempotent (as they
-//! must for every inbox: delivery is at least once).
-//!
-//! # Durability
-//!
-//! A publish ack means the stream's leader (and, with replicas, a quorum) has the message in its
-//! file store, not that it reached the disk: by default `nats-server` syncs its files every two
-//! minutes, so a power loss (not a process crash) of a single-replica server can lose deliveries
-//! already answered 2xx. For an acknowledged delivery to survive a power loss, run the stream
-//! with 3 replicas (a cluster), or set `jetstream { sync_interval: always }` in the server's
-//! configuration (nats-server 2.10 or later; every write is then synced). [`NatsInbox`] warns
-//! when the stream has a single replica.
-//!
-//! [`Workers`]: super::Workers
-//! [`DedupPolicy`]: crate::DedupPolicy
+//! [`NatsInbox`]: verified deliveries handed to NATS JetStream, consumed by `Workers`.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -582,8 +516,7 @@ fn deliveries_subject(prefix: &str) -> String {
 /// to a stream and answers once JetStream acknowledged it; a fleet of [`Workers`](super::Workers)
 /// consumes them through one durable consumer.
 ///
-/// See the [module documentation](self) for the subjects, the de-duplication, the leases and
-/// the durability caveat. Cheap to clone: clones share the connection and the leases.
+/// Cheap to clone: clones share the connection and the leases.
 ///
 /// ```no_run
 /// # async fn run(verifier: propexo_webhooks::Verifier, dispatcher: propexo_webhooks::Dispatcher)
@@ -599,6 +532,72 @@ fn deliveries_subject(prefix: &str) -> String {
 /// let workers = Workers::start(inbox, dispatcher, config);
 /// # Ok(()) }
 /// ```
+///
+/// # Layout
+///
+/// Three streams, named after [`NatsInboxBuilder::stream`] (default `PROPEXO_WEBHOOKS`), under
+/// one subject prefix (default `propexo.webhooks`):
+///
+/// | stream | subjects | holds |
+/// |---|---|---|
+/// | `PROPEXO_WEBHOOKS` | `<prefix>.deliveries` | deliveries not yet done (work-queue retention: an ack removes one) |
+/// | `PROPEXO_WEBHOOKS_DONE` | `<prefix>.done.<key>` | one empty marker per handled delivery, aged out after the duplicate window |
+/// | `PROPEXO_WEBHOOKS_DEAD` | `<prefix>.dead.<key>` | dead letters, until an operator requeues or deletes them |
+///
+/// Each message carries the raw body as its payload and, as NATS headers, the signature that
+/// verified it (`Propexo-Signature`), the secret's index and label, and the request headers worth
+/// keeping (`Propexo-Headers`: a JSON array of `<name>: <value>` lines, in order).
+///
+/// # De-duplication
+///
+/// A delivery is published with `Nats-Msg-Id` = its [`DeliveryKey`] in hex, so that JetStream
+/// drops a re-send that arrives within the stream's duplicate window (3 hours by default, more
+/// than Propexo's 2.5 hours of retries; JetStream's own default is 2 minutes). JetStream's window
+/// does not know whether the delivery was handled, nor the event's [`DedupPolicy`]: an event
+/// without a job id (`SYNC_COMPLETE`, ...) must not be de-duplicated once handled. So a worker
+/// that completes a delivery also writes a *done marker* saying until when the delivery counts
+/// as a duplicate (the window the dispatcher chose, zero for those events). When the publish ack
+/// reports a duplicate, the inbox reads the marker: none means the delivery is still pending, in
+/// flight or dead ([`Stored::AlreadyStored`]); a marker whose window has not ended means
+/// [`Stored::Duplicate`]; a marker whose window has ended means the same bytes are a new event,
+/// published again under the message id `<key>.<marker sequence>` (so that concurrent re-sends of
+/// it are still one message). Windows longer than the stream's duplicate window end with it.
+///
+/// # Only verified deliveries
+///
+/// The receiver publishes only what [`Inbox::store`] is given, a [`VerifiedBody`]. Anybody who
+/// may publish to `<prefix>.deliveries` can put a message there too, so restrict that subject
+/// with NATS permissions to the receivers' user (and the operators who requeue dead letters), or
+/// give the workers the secrets with [`NatsInboxBuilder::verify_again`]: each claimed delivery is
+/// then verified again (an HMAC, microseconds), and one that does not verify becomes a dead
+/// letter without reaching a handler.
+///
+/// # Leases and attempts
+///
+/// A claim fetches from a durable pull consumer with explicit acks. The lease is the consumer's
+/// `ack_wait` (per consumer, not per claim: [`Workers`]' `lease` should be set to
+/// [`NatsInbox::ack_wait`]); a heartbeat is an in-progress ack; a completion is an ack the server
+/// confirms; a retry is a nak with the backoff as its delay. JetStream redelivers a message whose
+/// `ack_wait` ran out, so [`Inbox::sweep`] only forgets this process's expired leases (a stale
+/// worker's settlement then changes nothing here). The attempt count is JetStream's delivery
+/// count. The consumer's `MaxDeliver` is unlimited, so JetStream never silently stops delivering:
+/// a delivery past `max_attempts` (its last worker died holding it) is made a dead letter when it
+/// is next claimed. Fencing across processes is JetStream's: a stale worker's ack still counts
+/// if nobody acknowledged the redelivered copy first, so handlers must be idempotent (as they
+/// must for every inbox: delivery is at least once).
+///
+/// # Durability
+///
+/// A publish ack means the stream's leader (and, with replicas, a quorum) has the message in its
+/// file store, not that it reached the disk: by default `nats-server` syncs its files every two
+/// minutes, so a power loss (not a process crash) of a single-replica server can lose deliveries
+/// already answered 2xx. For an acknowledged delivery to survive a power loss, run the stream
+/// with 3 replicas (a cluster), or set `jetstream { sync_interval: always }` in the server's
+/// configuration (nats-server 2.10 or later; every write is then synced). [`NatsInbox`] warns
+/// when the stream has a single replica.
+///
+/// [`Workers`]: super::Workers
+/// [`DedupPolicy`]: crate::DedupPolicy
 #[derive(Clone)]
 pub struct NatsInbox {
     inner: Arc<Inner>,
