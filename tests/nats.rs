@@ -316,6 +316,54 @@ async fn failing_handler_is_retried_with_delay_then_dead_lettered_and_requeued()
     workers.shutdown().await;
     assert_eq!(seen.lock().unwrap().len(), 4);
     assert!(inbox.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(
+        setup.messages_in_stream().await,
+        0,
+        "terminated and acked: gone"
+    );
+}
+
+/// A message somebody else published to the deliveries subject, with a signature that does not
+/// verify, never reaches a handler when the workers verify again: it is a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_again_turns_a_forged_message_into_a_dead_letter() {
+    let Some(setup) = Setup::shared().await else {
+        return;
+    };
+    let inbox = setup
+        .builder()
+        .verify_again(verifier())
+        .open()
+        .await
+        .unwrap();
+    let body = job_body(13);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Propexo-Signature",
+        propexo_webhooks::sign("not-the-secret-at-all", body.as_bytes()),
+    );
+    headers.insert("Propexo-Secret-Index", "0");
+    jetstream::new(setup.client.clone())
+        .publish_with_headers(inbox.subject().to_owned(), headers, body.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A genuine one beside it is claimed as usual.
+    inbox.store(&verified(&job_body(14))).await.unwrap();
+    let leased = inbox.claim(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].delivery.body, job_body(14).as_bytes());
+    let letter = inbox
+        .dead_letter(&DeliveryKey::from_body(body.as_bytes()))
+        .await
+        .unwrap()
+        .expect("the forged message is a dead letter");
+    assert!(
+        letter.reason.contains("does not verify"),
+        "{}",
+        letter.reason
+    );
 }
 
 /// Two inboxes (two processes' worth: two connections) on one consumer: every delivery is

@@ -31,6 +31,9 @@ const H_RECEIVED_AT: &str = "Propexo-Received-At";
 const H_DONE_UNTIL: &str = "Propexo-Done-Until";
 const H_MSG_ID: &str = "Nats-Msg-Id";
 
+/// The longest an empty claim waits for a delivery to arrive.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+
 /// Propexo retries for 2.5 hours; the duplicate window must cover at least that.
 const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(150 * 60);
 
@@ -586,6 +589,20 @@ fn deliveries_subject(prefix: &str) -> String {
 /// if nobody acknowledged the redelivered copy first, so handlers must be idempotent (as they
 /// must for every inbox: delivery is at least once).
 ///
+/// # Stats
+///
+/// `pending` and `in_flight` come from the consumer (never delivered, and delivered but not
+/// acknowledged); a delivery this process nak'd or whose lease expired here counts as pending
+/// until redelivered (JetStream counts it as unacknowledged; other processes' stats do too).
+/// `done` is the number of done markers (deliveries completed within the duplicate window),
+/// `dead` the number of dead letters.
+///
+/// # Outages
+///
+/// A publish that times out is answered 503, but the client may still deliver it once the
+/// connection is back: Propexo's re-send of it is then recognised as already stored (202).
+/// Nothing answered 2xx is missing from the stream.
+///
 /// # Durability
 ///
 /// A publish ack means the stream's leader (and, with replicas, a quorum) has the message in its
@@ -886,13 +903,27 @@ impl Inner {
             .consumer
             .fetch()
             .max_messages(limit.max(1))
+            // Without an expiry, a no-wait pull that finds messages pending but none
+            // deliverable (a nak's delay running) is never answered. With one, it returns as
+            // soon as it has a message, or empty after FETCH_WAIT: a short long-poll.
+            .expires(FETCH_WAIT)
             .messages()
             .await
             .map_err(InboxError::unavailable)?;
         let max_attempts = self.max_attempts.load(Ordering::Relaxed);
         let mut leased = Vec::new();
         while let Some(message) = batch.next().await {
-            let message = message.map_err(InboxError::unavailable)?;
+            let message = match message {
+                Ok(message) => message,
+                // Keep what was leased already; the rest stays for the next claim.
+                Err(error) if !leased.is_empty() => {
+                    log::warn(format_args!(
+                        "propexo webhook inbox: a JetStream fetch ended early: {error}"
+                    ));
+                    break;
+                }
+                Err(error) => return Err(InboxError::unavailable(error)),
+            };
             let (sequence, delivered, received_at) = match message.info() {
                 Ok(info) => (
                     info.stream_sequence,
@@ -938,14 +969,17 @@ impl Inner {
                 log::error(format_args!(
                     "propexo webhook inbox: delivery {key} is a dead letter: {reason}"
                 ));
-                self.bury(
-                    &message,
-                    &key,
-                    delivered.saturating_sub(1),
-                    received_at,
-                    &reason,
-                )
-                .await?;
+                let attempts = delivered.saturating_sub(1);
+                if let Err(error) = self
+                    .bury(&message, &key, attempts, received_at, &reason)
+                    .await
+                {
+                    // JetStream delivers it again after the ack wait; that claim retries.
+                    log::warn(format_args!(
+                        "propexo webhook inbox: delivery {key}: cannot make it a dead letter: \
+                         {error}"
+                    ));
+                }
                 continue;
             }
             let lease = Lease::new(key);
