@@ -953,6 +953,12 @@ async fn throughput_receiver_vs_bare_publish() {
     else {
         return;
     };
+    let load_before = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let client = async_nats::connect(server.url()).await.unwrap();
     let context = jetstream::new(client.clone());
     let mut rows = Vec::new();
@@ -1051,11 +1057,34 @@ async fn throughput_receiver_vs_bare_publish() {
         "| concurrent requests | bare JetStream publish (floor), deliveries/s | receiver into JetStream, deliveries/s | ÷ floor |"
     );
     let _ = writeln!(out, "|---|---|---|---|");
-    for (concurrency, floor, receiver) in rows {
+    for (concurrency, floor, receiver) in &rows {
         let _ = writeln!(
             out,
             "| {concurrency} | {floor:.0} | {receiver:.0} | {:.2}× |",
             receiver / floor
         );
     }
+    // For scripts/bench-report.py: <target dir>/nats/results.json.
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.ancestors().nth(3).unwrap().to_owned();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(c, floor, receiver)| {
+            serde_json::json!({"concurrency": c, "floor_per_s": floor, "receiver_per_s": receiver})
+        })
+        .collect();
+    let results = serde_json::json!({
+        "date": String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().unwrap().stdout).unwrap().trim(),
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "seconds_per_run": RUN.as_secs(),
+        "load_before": load_before,
+        "load_after": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" "),
+        "rows": rows,
+    });
+    std::fs::create_dir_all(target_dir.join("nats")).unwrap();
+    std::fs::write(
+        target_dir.join("nats").join("results.json"),
+        serde_json::to_string_pretty(&results).unwrap(),
+    )
+    .unwrap();
 }
