@@ -577,7 +577,8 @@ fn deliveries_subject(prefix: &str) -> String {
 ///
 /// # Leases and attempts
 ///
-/// A claim fetches from a durable pull consumer with explicit acks. The lease is the consumer's
+/// A claim fetches from a durable pull consumer with explicit acks, returning as soon as a
+/// delivery is there or empty after 100 ms (a short long-poll). The lease is the consumer's
 /// `ack_wait` (per consumer, not per claim: [`Workers`]' `lease` should be set to
 /// [`NatsInbox::ack_wait`]); a heartbeat is an in-progress ack; a completion is an ack the server
 /// confirms; a retry is a nak with the backoff as its delay. JetStream redelivers a message whose
