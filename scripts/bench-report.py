@@ -40,6 +40,10 @@ RUN_LOG = "bench-report-runs.json"
 # Where scripts/load.sh leaves the HTTP load test's results.
 LOAD_TEST_RESULTS = pathlib.Path("load") / "results.json"
 
+# Where tests/nats.rs's ignored throughput test leaves its results.
+NATS_RESULTS = pathlib.Path("nats") / "results.json"
+NATS_THROUGHPUT_MIN = 0.8
+
 # The HTTP load test's targets: the receiver against the bare axum server, same run.
 LOAD_THROUGHPUT_MIN = 0.8
 LOAD_CPU_MAX = 1.3
@@ -411,6 +415,46 @@ def load_budget(data: dict, get) -> list[str]:
     return lines + [""]
 
 
+def nats_results(target_dir: pathlib.Path) -> dict | None:
+    path = target_dir / NATS_RESULTS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+NATS_COMMAND = (
+    "cargo test --release --features nats,axum,testkit --test nats throughput -- --ignored --nocapture"
+)
+
+
+def nats_section(target_dir: pathlib.Path) -> list[str]:
+    data = nats_results(target_dir)
+    if data is None:
+        return table(["measure", "value"], [[f"not measured yet (`{NATS_COMMAND}`)", "–"]])
+    rows = [
+        [
+            str(row["concurrency"]),
+            f"{row['floor_per_s']:,.0f}",
+            f"{row['receiver_per_s']:,.0f}",
+            fmt_ratio(row["receiver_per_s"] / row["floor_per_s"]),
+        ]
+        for row in data["rows"]
+    ]
+    return [
+        f"`{NATS_COMMAND}`, {data['date']} ({data['profile']}, load average "
+        f"{data['load_before']} before, {data['load_after']} after): a throw-away `nats-server -js` "
+        "(file storage) on 127.0.0.1; signed 1 KiB DATA_UPDATEs, each unique, sent by that many "
+        f"concurrent tasks for {data['seconds_per_run']} s per measure, best of two rounds. The "
+        "receiver (`Receiver::with_inbox` with `NatsInbox`, in process through "
+        "`tower::ServiceExt::oneshot`) verifies each, publishes it and answers 202 once "
+        "JetStream acknowledged it; the floor publishes the same bytes and headers with "
+        "async-nats to a stream of the same settings and awaits the same ack. Client, receiver "
+        "and nats-server share the machine's cores.",
+        "",
+    ] + table(
+        ["concurrent requests", "bare JetStream publish (floor), acked/s", "receiver into JetStream, acked/s", "÷ floor"],
+        rows,
+    )
+
+
 # --- targets ---------------------------------------------------------------------------------
 
 
@@ -495,6 +539,17 @@ def targets_section(get, skip_tests: bool, target_dir: pathlib.Path) -> list[str
             status(cpu, LOAD_CPU_MAX),
         ]
     )
+    nats = nats_results(target_dir)
+    for row in nats["rows"] if nats else []:
+        value = row["receiver_per_s"] / row["floor_per_s"]
+        rows.append(
+            [
+                f"receiver into JetStream at {row['concurrency']} concurrent request(s) ≥ "
+                f"{NATS_THROUGHPUT_MIN:.1f}× a bare async-nats publish (`tests/nats.rs`)",
+                fmt_target_ratio(value),
+                status(value, NATS_THROUGHPUT_MIN, at_least=True),
+            ]
+        )
     return table(["target", "measured", "status"], rows)
 
 
@@ -668,6 +723,7 @@ def main() -> int:
     lines += ["## axum (`benches/axum.rs`)", ""] + axum_section(get)
     lines += ["## HTTP load test", ""] + load_test_section(target_dir, get)
     lines += ["## Durable inboxes (`benches/inbox.rs`)", ""] + inbox_section(target_dir)
+    lines += ["## JetStream hand-off (`tests/nats.rs`)", ""] + nats_section(target_dir)
     # scripts/load-cli.sh prints this table; its figures are kept in benches/load/cli-vs-wrk.md.
     lines += (ROOT / "benches" / "load" / "cli-vs-wrk.md").read_text().rstrip("\n").splitlines() + [""]
     others = sorted({b.group for b in benches.values()} - known)

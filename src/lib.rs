@@ -20,14 +20,16 @@ mod event;
     feature = "axum",
     feature = "actix-web",
     feature = "sqlite",
-    feature = "postgres"
+    feature = "postgres",
+    feature = "nats"
 ))]
 mod inbox;
 #[cfg(any(
     feature = "axum",
     feature = "actix-web",
     feature = "sqlite",
-    feature = "postgres"
+    feature = "postgres",
+    feature = "nats"
 ))]
 mod log;
 mod object_type;
@@ -66,7 +68,8 @@ pub use inbox::SqliteInbox;
     feature = "axum",
     feature = "actix-web",
     feature = "sqlite",
-    feature = "postgres"
+    feature = "postgres",
+    feature = "nats"
 ))]
 #[cfg_attr(
     docsrs,
@@ -74,13 +77,17 @@ pub use inbox::SqliteInbox;
         feature = "axum",
         feature = "actix-web",
         feature = "sqlite",
-        feature = "postgres"
+        feature = "postgres",
+        feature = "nats"
     )))
 )]
 pub use inbox::{
     DeadLetter, Inbox, InboxError, InboxStats, Lease, Leased, MemoryInbox, Retry, Stored,
     StoredDelivery, WorkerConfig, Workers,
 };
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use inbox::{NatsInbox, NatsInboxBuilder, NatsSetupError};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use inbox::{PostgresInbox, PostgresInboxBuilder};

@@ -467,7 +467,8 @@ impl Verified {
         feature = "axum",
         feature = "actix-web",
         feature = "sqlite",
-        feature = "postgres"
+        feature = "postgres",
+        feature = "nats"
     ))]
     pub(crate) fn restored(index: usize, label: Option<Arc<str>>, signature: Signature) -> Self {
         Self {

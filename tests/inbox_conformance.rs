@@ -11,6 +11,14 @@
 //! guard kept alive until the test ends (a temporary directory, or `()`). With `optional:`, it
 //! gives `Option<(impl Inbox, guard)>`: `None` means the backend is not available here (the
 //! factory has printed `SKIPPED: <why>`, or failed under `CI=true`).
+// Without a backend's feature there is no inbox to test (and no `Inbox` to import).
+#![cfg(any(
+    feature = "axum",
+    feature = "actix-web",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "nats"
+))]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -72,6 +80,49 @@ async fn postgres_inbox() -> Option<(propexo_webhooks::PostgresInbox, ())> {
 
 #[cfg(feature = "postgres")]
 conformance_suite!(postgres, optional: postgres_inbox());
+
+#[cfg(feature = "nats")]
+#[path = "support/nats.rs"]
+mod nats_support;
+
+/// A fresh `NatsInbox` (streams, prefix and consumer of its own) on the shared test server,
+/// with `ack_wait` as the lease of every claim.
+#[cfg(feature = "nats")]
+async fn nats_inbox(ack_wait: Duration) -> Option<(propexo_webhooks::NatsInbox, ())> {
+    let server = tokio::task::spawn_blocking(nats_support::shared)
+        .await
+        .expect("the harness panicked")?;
+    let client = async_nats::connect(server.url())
+        .await
+        .expect("connect to the test server");
+    let name = nats_support::unique("CONF");
+    let inbox = propexo_webhooks::NatsInbox::builder(client)
+        .stream(&name)
+        .prefix(name.to_lowercase())
+        .consumer("workers")
+        .ack_wait(ack_wait)
+        .open()
+        .await
+        .expect("set up the streams");
+    Some((inbox, ()))
+}
+
+// JetStream's lease is the consumer's ack wait, one per consumer rather than one per claim, so
+// the cases that mix lease lengths in one test (heartbeat_keeps_slow_handler,
+// stale_owner_changes_nothing) cannot apply as written, nor can the two where the sweeper
+// rather than the next claim makes a dead letter (poison_through_lease_expiry) or where done
+// deliveries are purged by count (purge_ended_windows: done markers age out with the stream's
+// max age). tests/nats.rs covers lease expiry, a stale owner and poison through lease expiry
+// in JetStream's terms.
+#[cfg(feature = "nats")]
+conformance_suite!(@cases nats, nats_inbox(LONG);
+    store_then_claim, store_twice_and_dedup_window, concurrent_claimers,
+    poison_delivery_becomes_dead_letter, requeue_and_delete_dead_letters, retry_after_delay);
+
+// Every claim is leased for SHORT here.
+#[cfg(feature = "nats")]
+conformance_suite!(@cases nats_short_lease, nats_inbox(SHORT);
+    expired_lease_claimable_after_sweep);
 
 conformance_suite!(memory, async { propexo_webhooks::MemoryInbox::new() });
 

@@ -14,8 +14,11 @@
 //! | [`MemoryInbox`] | `axum` or `actix-web` (tokio) | nothing: a crash loses what it holds | one process |
 //! | `SqliteInbox` | `sqlite` | a crash and a power loss (WAL, `synchronous=FULL`) | one machine |
 //! | `PostgresInbox` | `postgres` | what the database survives | every replica using the database |
+//! | `NatsInbox` | `nats` | what the JetStream stream survives (see its durability note) | every receiver and worker on the NATS system |
 
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -30,6 +33,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use memory::MemoryInbox;
+#[cfg(feature = "nats")]
+pub use nats::{NatsInbox, NatsInboxBuilder, NatsSetupError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresInbox, PostgresInboxBuilder};
 #[cfg(feature = "sqlite")]

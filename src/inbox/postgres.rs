@@ -954,8 +954,7 @@ impl PostgresInbox {
                 if inner.stored_since.swap(false, Ordering::AcqRel) {
                     let _ = inbox
                         .run(|client, sql| async move {
-                            let statement =
-                                client.prepare_cached(&sql.notify).await.map_err(db)?;
+                            let statement = client.prepare_cached(&sql.notify).await.map_err(db)?;
                             client.execute(&statement, &[]).await.map_err(db)
                         })
                         .await;
