@@ -242,35 +242,18 @@ fn run_batch(connection: &mut Connection, batch: Vec<Command>) -> bool {
 
 /// Runs one command inside a savepoint, so that its failure undoes only its own writes.
 fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut bool) -> Answer {
-    macro_rules! answer {
-        ($reply:expr, $work:expr) => {{
-            let result = in_savepoint(transaction, $work);
-            let reply = $reply;
-            Box::new(move |committed: Result<(), String>| {
-                let result = match committed {
-                    Ok(()) => result,
-                    Err(error) => Err(InboxError::unavailable(format!("commit failed: {error}"))),
-                };
-                let _ = reply.send(result);
-            }) as Answer
-        }};
-    }
     match command {
         Command::Store(delivery, reply) => {
             let result = in_savepoint(transaction, |tx| store(tx, &delivery));
             if matches!(result, Ok(Stored::New)) {
                 *stored_new = true;
             }
-            Box::new(move |committed: Result<(), String>| {
-                let result = match committed {
-                    Ok(()) => result,
-                    Err(error) => Err(InboxError::unavailable(format!("commit failed: {error}"))),
-                };
-                let _ = reply.send(result);
-            })
+            after_commit(result, Some(reply))
         }
-        Command::Claim(limit, lease, reply) => answer!(reply, |tx| claim(tx, limit, lease)),
-        Command::Heartbeat(lease, duration, reply) => answer!(reply, |tx| {
+        Command::Claim(limit, lease, reply) => {
+            answer(transaction, reply, |tx| claim(tx, limit, lease))
+        }
+        Command::Heartbeat(lease, duration, reply) => answer(transaction, reply, |tx| {
             tx.execute(
                 "UPDATE propexo_inbox SET lease_until = ?3
                  WHERE key = ?1 AND claim_id = ?2 AND state = ?4",
@@ -283,7 +266,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             )
             .map(|changed| changed == 1)
         }),
-        Command::Complete(lease, window, reply) => answer!(reply, |tx| {
+        Command::Complete(lease, window, reply) => answer(transaction, reply, |tx| {
             let now = now_ms();
             tx.execute(
                 "UPDATE propexo_inbox
@@ -301,7 +284,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             )
             .map(|changed| changed == 1)
         }),
-        Command::Fail(lease, next, reply) => answer!(reply, |tx| {
+        Command::Fail(lease, next, reply) => answer(transaction, reply, |tx| {
             let now = now_ms();
             let (state, due, reason) = match &next {
                 Retry::After { delay, reason } => (PENDING, now.saturating_add(ms(*delay)), reason),
@@ -324,7 +307,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             )
             .map(|changed| changed == 1)
         }),
-        Command::Sweep(max_attempts, reply) => answer!(reply, |tx| {
+        Command::Sweep(max_attempts, reply) => answer(transaction, reply, |tx| {
             let now = now_ms();
             let dead = tx.execute(
                 "UPDATE propexo_inbox
@@ -342,7 +325,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             )?;
             Ok((dead + returned) as u64)
         }),
-        Command::Purge(retention, reply) => answer!(reply, |tx| {
+        Command::Purge(retention, reply) => answer(transaction, reply, |tx| {
             let cutoff = now_ms().saturating_sub(ms(retention));
             let inbox = tx.execute(
                 "DELETE FROM propexo_inbox WHERE state = ?1 AND keep_until < ?2",
@@ -354,7 +337,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             )?;
             Ok(inbox as u64)
         }),
-        Command::Stats(reply) => answer!(reply, |tx| {
+        Command::Stats(reply) => answer(transaction, reply, |tx| {
             let mut stats = InboxStats::default();
             let mut statement =
                 tx.prepare_cached("SELECT state, count(*) FROM propexo_inbox GROUP BY state")?;
@@ -372,7 +355,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             }
             Ok(stats)
         }),
-        Command::DeadLetters(limit, reply) => answer!(reply, |tx| {
+        Command::DeadLetters(limit, reply) => answer(transaction, reply, |tx| {
             let mut statement = tx.prepare_cached(&format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM propexo_inbox WHERE state = ?1
                  ORDER BY finished_at, key LIMIT ?2"
@@ -381,7 +364,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             let rows = statement.query_map(params![DEAD, limit], dead_letter)?;
             rows.collect()
         }),
-        Command::DeadLetter(key, reply) => answer!(reply, |tx| {
+        Command::DeadLetter(key, reply) => answer(transaction, reply, |tx| {
             tx.query_row(
                 &format!(
                     "SELECT {DEAD_LETTER_COLUMNS} FROM propexo_inbox WHERE key = ?1 AND state = ?2"
@@ -391,7 +374,7 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             )
             .optional()
         }),
-        Command::Requeue(key, reply) => answer!(reply, |tx| {
+        Command::Requeue(key, reply) => answer(transaction, reply, |tx| {
             let changed = tx.execute(
                 "UPDATE propexo_inbox SET state = ?1, attempts = 0, due_at = ?2, finished_at = NULL
                  WHERE key = ?3 AND state = ?4",
@@ -402,15 +385,17 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
             }
             Ok(changed == 1)
         }),
-        Command::Delete(key, reply) => answer!(reply, |tx| {
+        Command::Delete(key, reply) => answer(transaction, reply, |tx| {
             tx.execute(
                 "DELETE FROM propexo_inbox WHERE key = ?1 AND state = ?2",
                 params![&key.as_bytes()[..], DEAD],
             )
             .map(|changed| changed == 1)
         }),
-        Command::IdemClaim(key, reply) => answer!(reply, |tx| idempotency_claim(tx, &key)),
-        Command::IdemComplete(key, window, reply) => answer!(reply, |tx| {
+        Command::IdemClaim(key, reply) => {
+            answer(transaction, reply, |tx| idempotency_claim(tx, &key))
+        }
+        Command::IdemComplete(key, window, reply) => answer(transaction, reply, |tx| {
             if window.is_zero() {
                 tx.execute(
                     "DELETE FROM propexo_idempotency WHERE key = ?1",
@@ -433,19 +418,35 @@ fn run_command(transaction: &Transaction<'_>, command: Command, stored_new: &mut
                 )
                 .map(|_| ())
             });
-            Box::new(move |committed: Result<(), String>| {
-                if let Some(reply) = reply {
-                    let result = match committed {
-                        Ok(()) => result,
-                        Err(error) => {
-                            Err(InboxError::unavailable(format!("commit failed: {error}")))
-                        }
-                    };
-                    let _ = reply.send(result);
-                }
-            })
+            after_commit(result, reply)
         }
     }
+}
+
+/// Runs `work` in a savepoint and answers `reply` once the transaction's fate is known.
+fn answer<T: Send + 'static>(
+    transaction: &Transaction<'_>,
+    reply: Reply<T>,
+    work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+) -> Answer {
+    after_commit(in_savepoint(transaction, work), Some(reply))
+}
+
+/// Holds a command's result until the commit: a write that was not committed is not answered
+/// with success.
+fn after_commit<T: Send + 'static>(
+    result: Result<T, InboxError>,
+    reply: Option<Reply<T>>,
+) -> Answer {
+    Box::new(move |committed: Result<(), String>| {
+        let result = match committed {
+            Ok(()) => result,
+            Err(error) => Err(InboxError::unavailable(format!("commit failed: {error}"))),
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    })
 }
 
 /// Answers a command that could not run because its transaction could not begin.

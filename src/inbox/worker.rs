@@ -1,5 +1,6 @@
 //! Workers: lease stored deliveries, run the dispatcher, settle the lease.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,25 +229,9 @@ impl Worker {
                 return;
             }
         };
-        let run = self.dispatcher.run(verified);
-        let heartbeat = async {
-            loop {
-                tokio::time::sleep(self.config.heartbeat).await;
-                match self.inbox.heartbeat(&lease, self.config.lease).await {
-                    Ok(true) => {}
-                    Ok(false) => log::warn(format_args!(
-                        "propexo webhook worker: delivery {key}: lease lost while its handlers \
-                         run; another worker may run them too"
-                    )),
-                    Err(error) => log::warn(format_args!(
-                        "propexo webhook worker: delivery {key}: heartbeat failed: {error}"
-                    )),
-                }
-            }
-        };
         let (outcome, window) = tokio::select! {
-            result = run => result,
-            () = heartbeat => unreachable_heartbeat(),
+            result = self.dispatcher.run(verified) => result,
+            never = self.heartbeats(&lease) => match never {},
         };
         let settle = match window {
             Some(window) => Settle::Complete(window),
@@ -274,6 +259,24 @@ impl Worker {
         self.settle(&lease, settle).await;
     }
 
+    /// Extends `lease` every heartbeat interval, for as long as it is polled.
+    async fn heartbeats(&self, lease: &super::Lease) -> Infallible {
+        let key = lease.key;
+        loop {
+            tokio::time::sleep(self.config.heartbeat).await;
+            match self.inbox.heartbeat(lease, self.config.lease).await {
+                Ok(true) => {}
+                Ok(false) => log::warn(format_args!(
+                    "propexo webhook worker: delivery {key}: lease lost while its handlers run; \
+                     another worker may run them too"
+                )),
+                Err(error) => log::warn(format_args!(
+                    "propexo webhook worker: delivery {key}: heartbeat failed: {error}"
+                )),
+            }
+        }
+    }
+
     async fn settle(&self, lease: &super::Lease, settle: Settle) {
         let key = lease.key;
         let result = match settle {
@@ -297,11 +300,6 @@ impl Worker {
 enum Settle {
     Complete(Duration),
     Fail(Retry),
-}
-
-/// The heartbeat loop never ends; this keeps `select!`'s arms of one type.
-fn unreachable_heartbeat() -> (Outcome, Option<Duration>) {
-    (Outcome::InProgress, None)
 }
 
 /// Why an attempt failed, for the dead letter and the logs: no body, no secret.
